@@ -1,0 +1,53 @@
+"""The one registry of architecture parameters.
+
+Every searchable decision is an `nn.Parameter` registered under an attribute named exactly `alpha`
+(ops of an edge / of a cell) or `beta` (inputs of a cell). Gates (channels, tokens, branches, part
+heads) are weights trained by slimming; a module exposes them by naming its gate parameter `gate`
+or through `named_gates()` (HR supernet: BN scales). Everything here works on plain or DDP-wrapped
+models, on state dicts and on copies, because it only looks at parameter names.
+"""
+from typing import Dict, Iterator, List, Tuple
+
+import torch
+from torch import nn
+
+ARCH_NAMES = ("alpha", "beta")
+
+
+def new_arch_parameter(*shape: int) -> nn.Parameter:
+    """A zero-initialised (uniform after softmax) arch logit tensor."""
+    return nn.Parameter(torch.zeros(*shape))
+
+
+def is_arch_name(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in ARCH_NAMES
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP/DataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+class ArchMixin:
+    """Mixed into every top-level model: a disjoint split of its parameters into arch and weights."""
+
+    def named_arch_parameters(self) -> Iterator[Tuple[str, nn.Parameter]]:
+        for name, p in self.named_parameters():
+            if is_arch_name(name):
+                yield name, p
+
+    def named_weight_parameters(self) -> Iterator[Tuple[str, nn.Parameter]]:
+        for name, p in self.named_parameters():
+            if not is_arch_name(name):
+                yield name, p
+
+    def arch_parameters(self) -> List[nn.Parameter]:
+        return [p for _, p in self.named_arch_parameters()]
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        return [p for _, p in self.named_weight_parameters()]
+
+    def arch_state(self) -> Dict[str, list]:
+        """Named, JSON-able snapshot: softmax over the last dim of every alpha/beta."""
+        return {name: torch.softmax(p.detach().float(), dim=-1).cpu().tolist()
+                for name, p in self.named_arch_parameters()}

@@ -1,0 +1,125 @@
+"""The single yacs tree of FabricNAS. Every key is commented; configs in `configs/` override it.
+
+Sections: run-level keys, DATASET, MODEL (with FABRIC, PARTS, HR, HRT sub-nodes), LOSS, TRAIN, SEARCH,
+PRUNE, TEST, DIST. Add a key here (with a comment) before any code reads it.
+"""
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+# ---------------------------------------------------------------- run
+_C.OUTPUT_DIR = "output/run"  # every file of a run is written below this directory
+_C.SEED = 0  # seeds python, numpy and torch; also the bilevel split and `random` arch draw
+_C.WORKERS = 0  # DataLoader worker processes (0 = load in the main process)
+_C.PRINT_FREQ = 20  # iterations between console/CSV log lines
+_C.DEVICE = "auto"  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
+_C.TASK = "pose"  # "pose" or "classification"
+
+# ---------------------------------------------------------------- data
+_C.DATASET = CN()
+_C.DATASET.NAME = "synthetic"  # "coco", "mpii", "synthetic" (COCO format, generated on first use), "imagefolder", "synthetic_imagefolder"
+_C.DATASET.ROOT = "data/synthetic"  # dataset root; relative paths are taken from the current directory
+_C.DATASET.TRAIN_ANN = "annotations/person_keypoints_train.json"  # train annotation file (relative to ROOT unless absolute)
+_C.DATASET.VAL_ANN = "annotations/person_keypoints_val.json"  # val annotation file (relative to ROOT unless absolute)
+_C.DATASET.TRAIN_IMAGES = "images/train"  # train image folder (relative to ROOT unless absolute)
+_C.DATASET.VAL_IMAGES = "images/val"  # val image folder (relative to ROOT unless absolute)
+_C.DATASET.DET_FILE = "annotations/person_detections_val.json"  # detections JSON (COCO results format) used with --use-dt
+_C.DATASET.DET_SCORE_THRESHOLD = 0.0  # detections below this score are dropped
+_C.DATASET.SYNTHETIC_TRAIN = 1000  # synthetic set: number of training images (generated when ROOT is missing)
+_C.DATASET.SYNTHETIC_VAL = 100  # synthetic set: number of val images
+_C.DATASET.SYNTHETIC_SEED = 0  # synthetic set: generator seed (same seed, same bytes)
+_C.DATASET.MARGIN = 1.25  # box enlargement around the person before cropping
+_C.DATASET.MAX_SAMPLES = 0  # keep only the first N persons of each split (0 = all); for smoke runs
+_C.DATASET.AUG_SCALE = 0.3  # training scale jitter: s ~ clip(N(1, AUG_SCALE), 1-AUG_SCALE, 1+AUG_SCALE)
+_C.DATASET.AUG_ROTATION = 40.0  # training rotation: r ~ clip(N(0, AUG_ROTATION), +-2*AUG_ROTATION) degrees
+_C.DATASET.AUG_ROTATION_PROB = 0.6  # probability that a training sample is rotated
+_C.DATASET.AUG_FLIP = True  # random horizontal flip with the dataset's flip pairs
+_C.DATASET.AUG_HALF_BODY_PROB = 0.0  # probability of a half-body crop (0 disables it)
+_C.DATASET.NUM_CLASSES = 1000  # classification: number of classes
+_C.DATASET.ZIP_FILE = ""  # classification: zip archive of images (with MAP_FILE) instead of folders
+_C.DATASET.MAP_FILE = ""  # classification: text file "relative/path.jpg<TAB>label" for ZIP_FILE
+_C.DATASET.LABEL_SMOOTHING = 0.1  # classification: label-smoothing factor of the cross entropy
+
+# ---------------------------------------------------------------- model
+_C.MODEL = CN()
+_C.MODEL.NAME = "baseline"  # registered model builder (see src/network_factory/registry.py)
+_C.MODEL.NUM_JOINTS = 17  # keypoints predicted (17 for COCO, 16 for MPII)
+_C.MODEL.INPUT_SIZE = [96, 128]  # network input, [width, height]
+_C.MODEL.HEATMAP_STRIDE = 4  # input size / heatmap size
+_C.MODEL.SIGMA = 2.0  # Gaussian sigma of the target heatmaps, in heatmap pixels
+_C.MODEL.BACKBONE = "resnet18"  # resnet18, resnet50, mobilenet_v2, hrnet_w32, fabric, hr_supernet
+_C.MODEL.PRETRAINED = ""  # local checkpoint path for the backbone ("" = random init; nothing is downloaded)
+_C.MODEL.WIDTH = 32  # baseline: width of the feature pyramid neck
+_C.MODEL.BACKBONE_WIDTH_MULT = 1.0  # width multiplier of the backbone (for tiny test/demo models)
+
+_C.MODEL.FABRIC = CN()
+_C.MODEL.FABRIC.OPERATIONS = ["zero", "skip_connect", "sep_conv_3x3", "atr_conv_3x3"]  # candidate ops on every edge
+_C.MODEL.FABRIC.SIZE_TYPES = [4, 8, 16, 32]  # scales of the fabric rows (input stride of each row)
+_C.MODEL.FABRIC.FACTOR = 16  # channels of a row = size_type * FACTOR
+_C.MODEL.FABRIC.DEPTH = 6  # fabric layers (columns), counting the cut layers
+_C.MODEL.FABRIC.CUT_LAYERS_NUM = 3  # first layers replaced by the backbone's four feature maps
+_C.MODEL.FABRIC.HIDDEN_STATES_NUM = 1  # nodes built inside a cell
+_C.MODEL.FABRIC.INPUT_NODES_NUM = 1  # input nodes of a cell
+_C.MODEL.FABRIC.ONE_SHOT_SEARCH = True  # True: one alpha shared by all cells of a CNF; False: alpha per cell
+
+_C.MODEL.PARTS = CN()
+_C.MODEL.PARTS.NUM = 3  # body-part groups P (1, 3, 5 or 8), one CNF each
+_C.MODEL.PARTS.VECTOR_IN_PIXEL = True  # vector-in-pixel heads (squash of a D-vector per joint and pixel)
+_C.MODEL.PARTS.VECTOR_DIM = 8  # D of the vector-in-pixel head
+_C.MODEL.PARTS.CONVOLUTION_MODE = "2D"  # vector-in-pixel head: "2D" or "3D"
+
+# ---------------------------------------------------------------- loss
+_C.LOSS = CN()
+_C.LOSS.USE_TARGET_WEIGHT = True  # weight each joint's heatmap MSE by its visibility weight
+
+# ---------------------------------------------------------------- train
+_C.TRAIN = CN()
+_C.TRAIN.BATCH_SIZE = 32  # persons per weight step (per process)
+_C.TRAIN.EPOCHS = 10  # training epochs
+_C.TRAIN.OPTIMIZER = "adam"  # weight optimizer: "adam", "adamw" or "sgd"
+_C.TRAIN.LR = 1e-3  # weight learning rate
+_C.TRAIN.MOMENTUM = 0.9  # SGD momentum
+_C.TRAIN.WD = 0.0  # weight decay of the weight optimizer
+_C.TRAIN.LR_SCHEDULE = "constant"  # "constant", "cosine" or "multistep"
+_C.TRAIN.LR_STEPS = [170, 200]  # multistep: epochs where the lr is multiplied by LR_FACTOR
+_C.TRAIN.LR_FACTOR = 0.1  # multistep: lr multiplier
+_C.TRAIN.EVAL_INTERVAL = 1  # evaluate every N epochs (and after the last one)
+_C.TRAIN.MAX_ITERS_PER_EPOCH = 0  # cap iterations per epoch (0 = full epoch); for smoke runs
+_C.TRAIN.TIME_BUDGET_MIN = 0.0  # stop training after this many minutes (0 = no limit); the last epoch is finished
+_C.TRAIN.GRAD_CLIP = 0.0  # clip the weight-gradient norm (0 = off)
+
+# ---------------------------------------------------------------- search
+_C.SEARCH = CN()
+_C.SEARCH.STRATEGY = "none"  # none, random, sync, first_order_gradient, second_order_gradient
+_C.SEARCH.ARCH_LR = 3e-3  # Adam lr of the arch optimizer
+_C.SEARCH.ARCH_BETAS = [0.5, 0.999]  # Adam betas of the arch optimizer
+_C.SEARCH.ARCH_WD = 1e-3  # weight decay of the arch optimizer
+_C.SEARCH.SPLIT_RATIO = 0.5  # bilevel: fraction of the training set used for weights (the rest for arch)
+_C.SEARCH.WARMUP_EPOCHS = 0  # bilevel: epochs of weight-only training before arch steps start
+_C.SEARCH.HESSIAN = "finite_difference"  # second order: "finite_difference" or "exact" (double backward)
+_C.SEARCH.FD_EPS = 0.01  # second order: finite-difference step eps = FD_EPS / ||v||
+_C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every N iterations
+
+# ---------------------------------------------------------------- prune / derive
+_C.PRUNE = CN()
+_C.PRUNE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
+_C.PRUNE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
+_C.PRUNE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
+
+# ---------------------------------------------------------------- test
+_C.TEST = CN()
+_C.TEST.BATCH_SIZE = 64  # persons per inference batch
+_C.TEST.FLIP_TEST = False  # average with the heatmaps of the flipped image
+_C.TEST.USE_GT_BBOX = True  # person boxes from ground truth (False: from DATASET.DET_FILE)
+_C.TEST.OKS_NMS_THRESHOLD = 0.9  # OKS-NMS threshold over the detections of one image
+_C.TEST.CONFIDENCE_THRESHOLD = 0.2  # joints above this maxval enter the instance score
+_C.TEST.CKPT = ""  # checkpoint evaluated by test.py (overridden by --ckpt)
+
+# ---------------------------------------------------------------- distributed
+_C.DIST = CN()
+_C.DIST.BACKEND = "auto"  # "auto" (nccl on GPU, gloo on CPU), "gloo" or "nccl"
+
+
+def get_default_config() -> CN:
+    """A fresh, mutable copy of the defaults."""
+    return _C.clone()
