@@ -1,0 +1,59 @@
+"""Command lines of train.py and test.py: parse, build, hand over; bad input ends in one line and a non-zero exit."""
+import argparse
+import os
+import sys
+
+from src.config.loader import ConfigError, load_config
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    if os.environ.get("FABRICNAS_DEBUG"):
+        raise exc
+    print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+    return code
+
+
+def run_cli(main, argv=None) -> int:
+    """Call `main(argv)`; config errors exit 2, other bad input (files, data, checkpoints) exits 1."""
+    try:
+        return main(argv) or 0
+    except ConfigError as exc:
+        return _fail(exc, 2)
+    except (ValueError, OSError, KeyError) as exc:
+        return _fail(exc, 1)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", required=True, help="experiment YAML (see configs/)")
+    parser.add_argument("--genotype", default="", help="build the derived network described by this genotype JSON")
+    parser.add_argument("--param_flop", action="store_true", help="print parameters and FLOPs of the model (and per part)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+
+
+def train_args(argv=None):
+    p = argparse.ArgumentParser(description="Train a network or search an architecture.")
+    _common(p)
+    p.add_argument("--search", default="", help="search strategy (overrides SEARCH.STRATEGY): none, random, sync, "
+                   "first_order_gradient, second_order_gradient")
+    p.add_argument("--show_arch_value", action="store_true", help="print softmaxed alpha/beta tables while searching")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pth exactly")
+    p.add_argument("--inherit", default="", help="with --genotype: start from this supernet checkpoint's weights")
+    return p.parse_args(argv)
+
+
+def test_args(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint.")
+    _common(p)
+    p.add_argument("--ckpt", default="", help="checkpoint to evaluate (default TEST.CKPT, then OUTPUT_DIR/best.pth)")
+    p.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true", help="flip test")
+    p.add_argument("--use-dt", "--use_dt", dest="use_dt", action="store_true", help="person boxes from DATASET.DET_FILE")
+    p.add_argument("--margin", type=float, default=None, help="box margin (default DATASET.MARGIN)")
+    p.add_argument("--visualize", action="store_true", help="write PNGs of predicted keypoints and skeletons")
+    return p.parse_args(argv)
+
+
+def config_from(args, extra=()):
+    opts = list(args.opts or [])
+    if opts and opts[0] == "--":
+        opts = opts[1:]
+    return load_config(args.cfg, opts + list(extra))

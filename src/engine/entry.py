@@ -1,0 +1,65 @@
+"""What train.py and test.py run."""
+import os
+
+import torch
+
+from src.engine.checkpoint import load_model_weights
+from src.engine.cli import config_from, test_args, train_args
+from src.engine.pose_task import build_task
+from src.engine.trainer import Trainer, pick_device, seed_all
+from src.network_factory.registry import build_model
+from src.utils import distributed as dist_utils
+
+
+def build_network(cfg, genotype_path: str = ""):
+    """The supernet of the config, or the derived network of a genotype JSON."""
+    if genotype_path:
+        from src.network_factory.from_genotype import build_from_genotype_file
+        return build_from_genotype_file(cfg, genotype_path)
+    return build_model(cfg)
+
+
+def train_main(argv=None) -> int:
+    args = train_args(argv)
+    extra = ["SEARCH.STRATEGY", args.search] if args.search else []
+    cfg = config_from(args, extra)
+    dist_utils.init_distributed(cfg.DIST.BACKEND)
+    try:
+        seed_all(cfg.SEED)
+        model = build_network(cfg, args.genotype)
+        if args.inherit:
+            from src.network_factory.from_genotype import inherit_weights
+            inherit_weights(model, args.inherit)
+        if args.param_flop and dist_utils.is_main():
+            from src.engine.model_report import print_param_flop
+            print_param_flop(cfg, model)
+        best = Trainer(cfg, model, resume=args.resume, show_arch_value=args.show_arch_value).fit()
+        if dist_utils.is_main():
+            print(f"best {best:.4f}")
+    finally:
+        dist_utils.cleanup()
+    return 0
+
+
+def test_main(argv=None) -> int:
+    args = test_args(argv)
+    cfg = config_from(args)
+    model = build_network(cfg, args.genotype)
+    ckpt = args.ckpt or cfg.TEST.CKPT or os.path.join(cfg.OUTPUT_DIR, "best.pth")
+    load_model_weights(model, ckpt)
+    if args.param_flop:
+        from src.engine.model_report import print_param_flop
+        print_param_flop(cfg, model)
+    device = pick_device(cfg)
+    model.to(device).eval()
+    task = build_task(cfg, use_dt=args.use_dt, margin=args.margin) if cfg.TASK == "pose" else build_task(cfg)
+    dataset = task.build_dataset("val")
+    out_dir = os.path.join(cfg.OUTPUT_DIR, "test")
+    kwargs = dict(flip_test=args.flip_test, visualize=args.visualize) if cfg.TASK == "pose" else {}
+    with torch.no_grad():
+        metrics = task.evaluate(model, dataset, out_dir, cfg.TEST.BATCH_SIZE, device, **kwargs)
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and k != "score":
+            print(f"{k:>10s} {v:.4f}")
+    print(f"{task.score_name} {metrics['score']:.4f}")
+    return 0

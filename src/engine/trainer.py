@@ -1,0 +1,190 @@
+"""The training / search loop: data, strategy steps, logging, evaluation, checkpoints, exact resume."""
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from src.architecture.arch_params import unwrap
+from src.config.loader import save_config
+from src.engine.checkpoint import load_checkpoint, save_checkpoint
+from src.engine.pose_task import build_task
+from src.engine.run_log import RunLog
+from src.search.base import NonFiniteError
+from src.search.split import EpochSampler, split_indices
+from src.search.strategies import build_strategy
+from src.utils import distributed as dist_utils
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(cfg) -> torch.device:
+    if cfg.DEVICE == "auto":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(cfg.DEVICE)
+
+
+def lr_factor(cfg, epoch: int) -> float:
+    schedule = cfg.TRAIN.LR_SCHEDULE
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / max(1, cfg.TRAIN.EPOCHS)))
+    if schedule == "multistep":
+        return cfg.TRAIN.LR_FACTOR ** sum(epoch >= s for s in cfg.TRAIN.LR_STEPS)
+    raise ValueError(f"unknown TRAIN.LR_SCHEDULE '{schedule}' (constant, cosine, multistep)")
+
+
+def to_device(batch, device):
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class Trainer:
+    """Builds everything from the config, then `fit()`."""
+
+    def __init__(self, cfg, model, *, resume=False, show_arch_value=False):
+        self.cfg = cfg
+        self.distributed = dist_utils.get_world_size() > 1
+        self.main = dist_utils.is_main()
+        self.device = pick_device(cfg)
+        self.out_dir = cfg.OUTPUT_DIR
+        self.show_arch_value = show_arch_value
+        self.log = RunLog(self.out_dir, enabled=self.main)
+        if self.main:
+            save_config(cfg, os.path.join(self.out_dir, "config.yaml"))
+        self.task = build_task(cfg)
+        self.train_set = self.task.build_dataset("train")
+        self.val_set = self.task.build_dataset("val") if self.main else None
+        self.core = model.to(self.device)
+        self.model = self.core
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
+        self.strategy = build_strategy(cfg, self.model, self.task.criterion)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.strategy.weight_optimizer, lambda e: lr_factor(cfg, e))
+        self._build_loaders()
+        self.start_epoch, self.step, self.best = 0, 0, -float("inf")
+        self.last_path = os.path.join(self.out_dir, "last.pth")
+        self.best_path = os.path.join(self.out_dir, "best.pth")
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ data
+    def _build_loaders(self):
+        cfg, n = self.cfg, len(self.train_set)
+        rank, world = dist_utils.get_rank(), dist_utils.get_world_size()
+        if self.strategy.uses_arch_split:
+            weight_idx, arch_idx = split_indices(n, cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
+        else:
+            weight_idx, arch_idx = list(range(n)), []
+        self.samplers = [EpochSampler(weight_idx, cfg.SEED, rank, world)]
+        if arch_idx:
+            self.samplers.append(EpochSampler(arch_idx, cfg.SEED + 1, rank, world))
+        self.loaders = [DataLoader(self.train_set, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=s, drop_last=True,
+                                   num_workers=cfg.WORKERS, persistent_workers=False) for s in self.samplers]
+        if len(self.loaders[0]) == 0:
+            raise ValueError(f"training set too small: {n} samples for TRAIN.BATCH_SIZE {cfg.TRAIN.BATCH_SIZE}")
+
+    def iters_per_epoch(self) -> int:
+        n = len(self.loaders[0])
+        if len(self.loaders) > 1:
+            n = min(n, len(self.loaders[1]))
+        cap = self.cfg.TRAIN.MAX_ITERS_PER_EPOCH
+        return min(n, cap) if cap > 0 else n
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch_done: int) -> dict:
+        return {"model": self.core.state_dict(), "strategy": self.strategy.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": epoch_done, "step": self.step, "best": self.best}
+
+    def _resume(self):
+        if not os.path.isfile(self.last_path):
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {self.last_path}")
+        state = load_checkpoint(self.last_path)
+        self.core.load_state_dict(state["model"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), float(state["best"])
+        self.log.info(f"resumed from {self.last_path} at epoch {self.start_epoch}")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> float:
+        cfg, t0 = self.cfg, time.time()
+        budget = cfg.TRAIN.TIME_BUDGET_MIN * 60
+        epoch = self.start_epoch
+        try:
+            while epoch < cfg.TRAIN.EPOCHS:
+                out_of_time = self._train_epoch(epoch, t0, budget)
+                epoch += 1
+                self.scheduler.step()
+                last = epoch == cfg.TRAIN.EPOCHS or out_of_time
+                score = None
+                if last or epoch % cfg.TRAIN.EVAL_INTERVAL == 0:
+                    score = self.evaluate(epoch)
+                if self.main:
+                    if score is not None and score > self.best:
+                        self.best = score
+                        save_checkpoint(self._state(epoch), self.best_path)
+                    save_checkpoint(self._state(epoch), self.last_path)
+                dist_utils.barrier()
+                if out_of_time:
+                    self.log.info(f"time budget of {cfg.TRAIN.TIME_BUDGET_MIN} min reached after epoch {epoch}")
+                    break
+        except NonFiniteError as exc:
+            self.log.info(f"stopped: {exc}")
+            raise
+        finally:
+            self.log.close()
+        return self.best
+
+    def _train_epoch(self, epoch: int, t0: float, budget: float) -> bool:
+        cfg = self.cfg
+        seed_all(cfg.SEED * 1000 + epoch)
+        for s in self.samplers:
+            s.set_epoch(epoch)
+        arch_active = epoch >= cfg.SEARCH.WARMUP_EPOCHS
+        n_iter = self.iters_per_epoch()
+        iters = zip(*self.loaders)
+        bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=not self.main, mininterval=2.0, leave=False)
+        lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
+        for it in bar:
+            batches = [to_device(b, self.device) for b in next(iters)]
+            stats = self.strategy.step(batches[0], batches[1] if len(batches) > 1 else None, arch_active=arch_active)
+            self.step += 1
+            bar.set_postfix(loss=f"{stats['loss']:.5f}")
+            if "arch_loss" in stats:
+                self.log.arch_values(self.core.arch_state(), self.step, epoch)
+            if self.step % cfg.PRINT_FREQ == 0 or it == n_iter - 1:
+                self.log.scalars({"epoch": epoch, "lr": lr, **stats}, self.step)
+                self.log.info(f"epoch {epoch} iter {it + 1}/{n_iter} " +
+                              " ".join(f"{k} {v:.5g}" for k, v in stats.items()))
+            if self.show_arch_value and (self.step % cfg.SEARCH.SHOW_ARCH_EVERY == 0 or it == n_iter - 1):
+                self.print_arch()
+            if budget > 0 and time.time() - t0 > budget:
+                return True
+        return False
+
+    def print_arch(self) -> None:
+        table = getattr(self.core, "arch_table", None)
+        if table is not None:
+            self.log.info("architecture values (softmax):\n" + table())
+
+    def evaluate(self, epoch: int):
+        score = None
+        if self.main:
+            metrics = self.task.evaluate(self.core, self.val_set, os.path.join(self.out_dir, "eval"),
+                                         self.cfg.TEST.BATCH_SIZE, self.device)
+            score = float(metrics["score"])
+            self.log.scalars({"epoch": epoch, **{f"val/{k}": v for k, v in metrics.items()
+                                                 if isinstance(v, (int, float))}}, self.step)
+            self.log.info(f"epoch {epoch} eval: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                              if isinstance(v, (int, float))))
+        return score
