@@ -15,7 +15,7 @@ from src.engine.checkpoint import load_checkpoint, save_checkpoint
 from src.engine.pose_task import build_task
 from src.engine.run_log import RunLog
 from src.search.base import NonFiniteError
-from src.search.split import EpochSampler, split_indices
+from src.search.split import SplitSampler, bilevel_split
 from src.search.strategies import build_strategy
 from src.utils import distributed as dist_utils
 
@@ -80,14 +80,13 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def _build_loaders(self):
         cfg, n = self.cfg, len(self.train_set)
-        rank, world = dist_utils.get_rank(), dist_utils.get_world_size()
         if self.strategy.uses_arch_split:
-            weight_idx, arch_idx = split_indices(n, cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
+            weight_idx, arch_idx = bilevel_split(n, cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
         else:
             weight_idx, arch_idx = list(range(n)), []
-        self.samplers = [EpochSampler(weight_idx, cfg.SEED, rank, world)]
+        self.samplers = [SplitSampler(weight_idx, seed=cfg.SEED)]
         if arch_idx:
-            self.samplers.append(EpochSampler(arch_idx, cfg.SEED + 1, rank, world))
+            self.samplers.append(SplitSampler(arch_idx, seed=cfg.SEED + 1))
         self.loaders = [DataLoader(self.train_set, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=s, drop_last=True,
                                    num_workers=cfg.WORKERS, persistent_workers=False) for s in self.samplers]
         if len(self.loaders[0]) == 0:

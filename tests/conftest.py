@@ -1,0 +1,25 @@
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory):
+    """A tiny synthetic COCO-format set (generated once per test session)."""
+    from src.data.synthetic import ensure_synthetic_coco
+    root = tmp_path_factory.mktemp("synthetic")
+    ensure_synthetic_coco(str(root), 8, 4, 0)
+    return root
+
+
+def tiny_train_opts(root, out_dir, **extra):
+    """Config overrides for a seconds-long training run on the tiny synthetic set."""
+    opts = {"OUTPUT_DIR": str(out_dir), "DATASET.ROOT": str(root), "DATASET.SYNTHETIC_TRAIN": 8,
+            "DATASET.SYNTHETIC_VAL": 4, "MODEL.INPUT_SIZE": "[48, 64]", "TRAIN.BATCH_SIZE": 4,
+            "TRAIN.MAX_ITERS_PER_EPOCH": 2, "TRAIN.EPOCHS": 2, "TRAIN.EVAL_INTERVAL": 1, "TEST.BATCH_SIZE": 8,
+            "TRAIN.TIME_BUDGET_MIN": 0.0, "PRINT_FREQ": 1, "MODEL.WIDTH": 16}
+    opts.update(extra)
+    return [str(x) for kv in opts.items() for x in kv]

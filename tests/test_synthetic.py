@@ -1,0 +1,178 @@
+"""The embedded synthetic COCO-keypoint set: format, determinism, visibility, colour cues, CLI."""
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from src.data.synthetic import KEYPOINT_NAMES, ensure_synthetic_coco, generate_synthetic_coco
+
+REPO = Path(__file__).resolve().parents[1]
+ANN = "annotations/person_keypoints_{}.json"
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _quiet(fn, *args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """~30 val images (plus 2 train) shared by the content tests."""
+    root = tmp_path_factory.mktemp("synth") / "set"
+    summary = generate_synthetic_coco(root, 2, 30, seed=3)
+    return root, summary
+
+
+def _load(root, split):
+    return json.loads((root / ANN.format(split)).read_text())
+
+
+def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
+    a, b, c = (generate_synthetic_coco(tmp_path / name, 3, 2, seed) for name, seed in (("a", 7), ("b", 7), ("c", 8)))
+    assert a == b
+    fa, fb, fc = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
+    assert len([f for f in fa if f.endswith(".jpg")]) == 5
+    assert sorted(fa) == sorted(fb) and all(fa[k] == fb[k] for k in fa)
+    for name in ("annotations/person_keypoints_train.json", "annotations/person_keypoints_val.json",
+                 "annotations/person_detections_val.json", "images/train/000000000001.jpg"):
+        assert fa[name] != fc[name], name
+
+
+def test_coco_format_and_gt_as_results_scores_ap_one(synth):
+    root, summary = synth
+    data = _load(root, "val")
+    cat = data["categories"][0]
+    assert cat["id"] == 1 and cat["name"] == "person" and cat["keypoints"] == KEYPOINT_NAMES
+    assert len(cat["skeleton"]) == 19 and [16, 14] in cat["skeleton"]
+    for split in ("train", "val"):
+        gt = _quiet(COCO, str(root / ANN.format(split)))
+        assert len(gt.getImgIds()) == summary[split]["images"]
+        assert len(gt.getAnnIds()) == summary[split]["persons"]
+        for img in gt.loadImgs(gt.getImgIds()):
+            assert Image.open(root / "images" / split / img["file_name"]).size == (img["width"], img["height"])
+            assert 256 <= img["width"] <= 320 and 192 <= img["height"] <= 240
+    gt = _quiet(COCO, str(root / ANN.format("val")))
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in gt.loadAnns(gt.getAnnIds())]
+    ev = COCOeval(gt, _quiet(gt.loadRes, results), "keypoints")
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    _quiet(ev.summarize)
+    assert ev.stats[0] == pytest.approx(1.0)
+
+
+def test_visibility_boxes_and_occlusion_statistics(synth):
+    root, _ = synth
+    data = _load(root, "val")
+    sizes = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+    kps = []
+    for ann in data["annotations"]:
+        assert ann["category_id"] == 1 and ann["iscrowd"] == 0 and ann["segmentation"] == []
+        k = np.array(ann["keypoints"], dtype=float).reshape(17, 3)
+        w, h = sizes[ann["image_id"]]
+        x, y, bw, bh = ann["bbox"]
+        assert set(k[:, 2]) <= {0, 1, 2}
+        assert ann["num_keypoints"] == int((k[:, 2] > 0).sum()) >= 8
+        assert np.all(k[k[:, 2] == 0, :2] == 0)
+        lab = k[k[:, 2] > 0]
+        assert np.all((lab[:, 0] >= 0) & (lab[:, 0] <= w - 1) & (lab[:, 1] >= 0) & (lab[:, 1] <= h - 1))
+        assert np.all((lab[:, 0] >= x - 1) & (lab[:, 0] <= x + bw) & (lab[:, 1] >= y - 1) & (lab[:, 1] <= y + bh))
+        assert x >= 0 and y >= 0 and x + bw <= w and y + bh <= h and bw > 0 and bh > 0
+        assert 0 < ann["area"] <= bw * bh
+        kps.append(k)
+    v = np.stack(kps)[..., 2]
+    assert len(data["images"]) == 30 and 1.3 <= len(kps) / 30 <= 2.5  # 1-3 persons per image
+    assert 0.08 <= (v == 1).mean() <= 0.35  # occluded joints
+    assert 0.005 <= (v == 0).mean() <= 0.15  # truncated joints
+    heights = [a["bbox"][3] / sizes[a["image_id"]][1] for a in data["annotations"]]
+    assert min(heights) < 0.5 and max(heights) > 0.8
+
+
+def test_left_and_right_limbs_differ_in_colour(synth):
+    root, _ = synth
+    data = _load(root, "val")
+    files = {im["id"]: im["file_name"] for im in data["images"]}
+    left_cool, right_warm = [], []
+    for ann in data["annotations"]:
+        img = np.asarray(Image.open(root / "images" / "val" / files[ann["image_id"]]), dtype=float)
+        k = np.array(ann["keypoints"], dtype=float).reshape(17, 3)
+        for joint in (7, 8, 13, 14):  # elbows and knees: (blue - red) at the joint
+            if k[joint, 2] == 2:
+                x, y = np.round(k[joint, :2]).astype(int)
+                r, _, b = img[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].reshape(-1, 3).mean(0)
+                (left_cool if joint % 2 else right_warm).append(b - r > 0 if joint % 2 else r - b > 0)
+    assert len(left_cool) > 50 and len(right_warm) > 50
+    assert np.mean(left_cool) > 0.95 and np.mean(right_warm) > 0.95
+
+
+def test_detections_are_jittered_gt_plus_low_score_false_positives(synth):
+    root, _ = synth
+    gt = _quiet(COCO, str(root / ANN.format("val")))
+    dets = json.loads((root / "annotations/person_detections_val.json").read_text())
+    dt = _quiet(gt.loadRes, str(root / "annotations/person_detections_val.json"))
+    assert len(dt.getAnnIds()) == len(dets)
+    high = [d for d in dets if d["score"] >= 0.75]
+    assert len(high) == len(gt.getAnnIds()) and len(dets) > len(high)
+    assert all(d["score"] < 0.3 for d in dets if d["score"] < 0.75)
+    for d in high:
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=d["image_id"]))
+        x, y, w, h = d["bbox"]
+        best = 0.0
+        for a in anns:
+            ax, ay, aw, ah = a["bbox"]
+            iw = max(0.0, min(x + w, ax + aw) - max(x, ax))
+            ih = max(0.0, min(y + h, ay + ah) - max(y, ay))
+            best = max(best, iw * ih / (w * h + aw * ah - iw * ih))
+        assert best > 0.6
+
+
+def test_cli_fixed_size_and_refuses_non_empty_output(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "tools/make_synthetic_coco.py", "--out", str(out), "--train", "2", "--val", "2",
+           "--seed", "5", "--width", "160", "--height", "120"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["val"]["images"] == 2
+    for split in ("train", "val"):
+        images = _load(out, split)["images"]
+        assert [(i["width"], i["height"]) for i in images] == [(160, 120)] * 2
+        assert all(Image.open(out / "images" / split / i["file_name"]).size == (160, 120) for i in images)
+    before = _files(out)
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and str(out) in again.stderr and "not empty" in again.stderr
+    assert _files(out) == before
+
+
+def test_ensure_generates_once_atomically(tmp_path):
+    root = tmp_path / "data" / "synthetic"
+    assert ensure_synthetic_coco(root, 2, 2, seed=0) == root
+    assert sorted(p.name for p in root.parent.iterdir()) == ["synthetic"]  # no temp directory left behind
+    before = _files(root)
+    assert before["annotations/person_keypoints_val.json"]
+    ensure_synthetic_coco(root, 50, 50, seed=1)  # present: left untouched
+    assert _files(root) == before
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="stray"):
+        ensure_synthetic_coco(stray, 2, 2, seed=0)
+    assert (stray / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_counts_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="n_train"):
+        generate_synthetic_coco(tmp_path / "x", -1, 2, 0)
+    with pytest.raises(ValueError, match="width"):
+        generate_synthetic_coco(tmp_path / "y", 1, 1, 0, width=8)
