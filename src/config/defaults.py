@@ -36,9 +36,12 @@ _C.DATASET.AUG_ROTATION_PROB = 0.6  # probability that a training sample is rota
 _C.DATASET.AUG_FLIP = True  # random horizontal flip with the dataset's flip pairs
 _C.DATASET.AUG_HALF_BODY_PROB = 0.0  # probability of a half-body crop (0 disables it)
 _C.DATASET.NUM_CLASSES = 1000  # classification: number of classes
-_C.DATASET.ZIP_FILE = ""  # classification: zip archive of images (with MAP_FILE) instead of folders
-_C.DATASET.MAP_FILE = ""  # classification: text file "relative/path.jpg<TAB>label" for ZIP_FILE
+_C.DATASET.ZIP_FILE = ""  # classification: zip archive of images (with MAP_FILE) instead of folders; "{split}" -> train/val, relative to ROOT unless absolute
+_C.DATASET.MAP_FILE = ""  # classification: text file "path/in/zip.jpg<TAB>label" for ZIP_FILE; "{split}" -> train/val, relative to ROOT unless absolute
 _C.DATASET.LABEL_SMOOTHING = 0.1  # classification: label-smoothing factor of the cross entropy
+_C.DATASET.CROP_SCALE = [0.08, 1.0]  # classification training: area range of the random resized crop
+_C.DATASET.CROP_PCT = 0.875  # classification val: resize the short side to size / CROP_PCT, then centre crop
+_C.DATASET.SYNTHETIC_IMAGE_SIZE = 64  # synthetic_imagefolder: side of the generated square images (pixels)
 
 # ---------------------------------------------------------------- model
 _C.MODEL = CN()
@@ -61,12 +64,40 @@ _C.MODEL.FABRIC.CUT_LAYERS_NUM = 3  # first layers replaced by the backbone's fo
 _C.MODEL.FABRIC.HIDDEN_STATES_NUM = 1  # nodes built inside a cell
 _C.MODEL.FABRIC.INPUT_NODES_NUM = 1  # input nodes of a cell
 _C.MODEL.FABRIC.ONE_SHOT_SEARCH = True  # True: one alpha shared by all cells of a CNF; False: alpha per cell
+_C.MODEL.FABRIC.BACKBONE_LAYERS = 4  # MODEL.BACKBONE "fabric": layers of the searchable backbone fabric (>= 3)
+_C.MODEL.FABRIC.BACKBONE_FACTOR = 10  # MODEL.BACKBONE "fabric": channel factor (rows 4/8/16/32 x factor, x BACKBONE_WIDTH_MULT)
+_C.MODEL.FABRIC.BACKBONE_OPERATIONS = ["zero", "skip_connect", "sep_conv_3x3", "atr_conv_3x3", "avg_pool_3x3", "max_pool_3x3"]  # MODEL.BACKBONE "fabric": candidate ops
 
 _C.MODEL.PARTS = CN()
 _C.MODEL.PARTS.NUM = 3  # body-part groups P (1, 3, 5 or 8), one CNF each
 _C.MODEL.PARTS.VECTOR_IN_PIXEL = True  # vector-in-pixel heads (squash of a D-vector per joint and pixel)
 _C.MODEL.PARTS.VECTOR_DIM = 8  # D of the vector-in-pixel head
 _C.MODEL.PARTS.CONVOLUTION_MODE = "2D"  # vector-in-pixel head: "2D" or "3D"
+
+_C.MODEL.HR = CN()  # HR-NAS supernet (model hr_dense, MODEL.BACKBONE hr_supernet); widths/stem x MODEL.BACKBONE_WIDTH_MULT
+_C.MODEL.HR.STEM_CHANNELS = 24  # width of the two 3x3 stride-2 stem convs (image -> 1/4)
+_C.MODEL.HR.WIDTHS = [18, 36, 72, 144]  # fixed width of branch b (stride 4 * 2^b); never searched
+_C.MODEL.HR.STAGE_BLOCKS = [[1], [2, 2], [2, 2, 3], [2, 2, 3, 4], [2, 2, 3, 4]]  # per stage: parallel blocks per branch (a stage keeps or adds one branch)
+_C.MODEL.HR.KERNEL_SIZES = [3, 5, 7]  # depthwise kernel of each path of every searchable block
+_C.MODEL.HR.EXPAND_RATIO = 4.0  # hidden channels of each path = EXPAND_RATIO x block input width
+_C.MODEL.HR.TRANSFORMER_BLOCKS = []  # fnmatch patterns of block names carrying a token transformer, e.g. ["stages.4.parallel.*"]
+_C.MODEL.HR.TRANSFORMER_TOKENS = 16  # tokens of each transformer (pruned by their gates)
+_C.MODEL.HR.TRANSFORMER_GRID = 8  # feature maps are resized to GRID x GRID; token dim = GRID^2
+_C.MODEL.HR.LAST_CHANNEL = 90  # hr_dense: output width of the searchable fusion block before the 1x1 to joints
+_C.MODEL.HR.HEAD_EXPAND_RATIO = 4.0  # hr_dense: expand ratio of that block (its input is the sum of branch widths)
+
+_C.MODEL.HRT = CN()  # HRFormer (models hrformer_cls, hrformer_pose); defaults = HRFormer-S, see configs/cls/
+_C.MODEL.HRT.NUM_CHANNELS = [32, 64, 128, 256]  # branch widths at strides 4, 8, 16, 32
+_C.MODEL.HRT.NUM_HEADS = [1, 2, 4, 8]  # attention heads per branch (width must divide by it)
+_C.MODEL.HRT.NUM_MODULES = [1, 4, 2]  # HRT modules in stages 2, 3, 4 (2, 3, 4 branches)
+_C.MODEL.HRT.NUM_BLOCKS = 2  # HRT blocks per branch per module
+_C.MODEL.HRT.WINDOW_SIZE = 7  # side of the square local attention windows (maps are zero-padded to multiples)
+_C.MODEL.HRT.MLP_RATIO = 4.0  # FFN expansion (hidden = ratio * width)
+_C.MODEL.HRT.DROP_PATH_RATE = 0.0  # stochastic depth, ramped linearly from 0 over the block slots of stages 2-4
+_C.MODEL.HRT.STEM_CHANNELS = 64  # stem width = stage-1 bottleneck planes (stage 1 outputs 4x this)
+_C.MODEL.HRT.STAGE1_BLOCKS = 2  # bottlenecks in stage 1
+_C.MODEL.HRT.HEAD_CHANNELS = [32, 64, 128, 256]  # classification head: bottleneck planes per branch (outputs 4x)
+_C.MODEL.HRT.HEAD_FINAL_CHANNELS = 2048  # classification head: width of the last 1x1 conv before pooling
 
 # ---------------------------------------------------------------- loss
 _C.LOSS = CN()
@@ -105,6 +136,13 @@ _C.PRUNE = CN()
 _C.PRUNE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
 _C.PRUNE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
 _C.PRUNE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
+_C.PRUNE.METHOD = "none"  # "none" or "slimming" (HR-NAS: FLOPs-weighted L1 on gates + periodic physical shrinking)
+_C.PRUNE.RHO = 1e-6  # slimming: loss += rho(t) * sum_g (FLOPs of one unit of g / mean) * |gate_g|_1 (HR-NAS COCO: 1e-6)
+_C.PRUNE.WARMUP_EPOCHS = 2.0  # slimming: rho ramps linearly from 0 to RHO over these (fractional) epochs
+_C.PRUNE.THRESHOLD = 1e-3  # slimming: channels/tokens/heads whose |gate| is below this are removed at a shrink
+_C.PRUNE.INTERVAL = 2  # slimming: shrink after every INTERVAL epochs (and after the last epoch)
+_C.PRUNE.TARGET_FLOPS = 0.0  # slimming: 0 = off; else rho adapts until the projected FLOPs reach it (<= 1: fraction of the supernet's, > 1: FLOPs at MODEL.INPUT_SIZE) and a shrink stops there
+_C.PRUNE.RHO_GAIN = 0.05  # slimming with TARGET_FLOPS: per update_rho, rho *= exp(RHO_GAIN * clip(projected/target - 1, -1, 1)), within [1e-3, 1e3] x RHO
 
 # ---------------------------------------------------------------- test
 _C.TEST = CN()

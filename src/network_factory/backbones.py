@@ -1,0 +1,235 @@
+"""Backbones: `build_backbone(cfg)` -> module mapping an image to 4 maps at strides 4, 8, 16, 32, with
+`.out_channels` (list of 4).
+
+Builders live in `BACKBONES` (name -> builder(cfg)); add one with `@register_backbone("name")` in a module
+imported by `src/network_factory/models.py` (e.g. "hr_supernet"). Nothing unused is kept: torchvision
+classifiers lose their pooling/classifier (and MobileNet-V2 its features[17:]). Parameter names follow
+torchvision / the official HRNet, so their checkpoints load through `MODEL.PRETRAINED` (a local state dict,
+loaded non-strictly with a one-line report; nothing is downloaded).
+"""
+import logging
+import os
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from src.architecture.fabric import Fabric, rising_spec
+
+logger = logging.getLogger(__name__)
+
+BACKBONES: Dict[str, Callable] = {}
+
+
+def register_backbone(name: str):
+    def deco(fn):
+        if name in BACKBONES:
+            raise ValueError(f"backbone '{name}' registered twice")
+        BACKBONES[name] = fn
+        return fn
+    return deco
+
+
+def build_backbone(cfg) -> nn.Module:
+    import src.network_factory.models  # noqa: F401  (registers backbones defined beside model builders)
+    name = cfg.MODEL.BACKBONE
+    if name not in BACKBONES:
+        raise ValueError(f"unknown MODEL.BACKBONE '{name}' (known: {', '.join(sorted(BACKBONES))})")
+    backbone = BACKBONES[name](cfg)
+    if cfg.MODEL.PRETRAINED:
+        load_pretrained(backbone, cfg.MODEL.PRETRAINED)
+    return backbone
+
+
+def load_pretrained(module: nn.Module, path: str) -> str:
+    """Load the tensors of a local state dict whose names and shapes match; return (and log) a report."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.PRETRAINED: checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (any unpickling failure is a bad file)
+        raise ValueError(f"MODEL.PRETRAINED: cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"MODEL.PRETRAINED: {path} is not a state dict of tensors")
+    for prefix in ("module.", "backbone."):
+        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    own = module.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    mismatched = sum(1 for k, v in state.items() if k in own and own[k].shape != v.shape)
+    module.load_state_dict(matched, strict=False)
+    report = (f"MODEL.PRETRAINED {path}: loaded {len(matched)}/{len(own)} backbone tensors "
+              f"({len(own) - len(matched)} missing, {len(state) - len(matched) - mismatched} unexpected, "
+              f"{mismatched} with other shapes)")
+    logger.info(report)
+    return report
+
+
+def _scaled(channels: int, mult: float) -> int:
+    return max(1, int(round(channels * mult)))
+
+
+class Stem(nn.Module):
+    """Image -> [one map at 1/4]: two 3x3 stride-2 conv + BN + ReLU."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, channels, 3, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+                                  nn.Conv2d(channels, channels, 3, 2, 1, bias=False), nn.BatchNorm2d(channels),
+                                  nn.ReLU())
+        self.out_channels = [channels]
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        return [self.body(x)]
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet (weights=None): layer1..layer4 outputs."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.out_channels = [w * type(net.layer1[0]).expansion for w in (64, 128, 256, 512)]
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outs = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            outs.append(x)
+        return outs
+
+
+class MobileNetV2Backbone(nn.Module):
+    """torchvision MobileNet-V2 features[0..16] (weights=None), tapped after blocks 3, 6, 13 and 16."""
+    TAPS = (3, 6, 13, 16)
+
+    def __init__(self, width_mult: float = 1.0):
+        super().__init__()
+        self.features = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult).features[:17]
+        self.out_channels = [self.features[i].out_channels for i in self.TAPS]
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        outs = []
+        for i, block in enumerate(self.features):
+            x = block(x)
+            if i in self.TAPS:
+                outs.append(x)
+        return outs
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int, relu: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out)]
+    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
+
+
+class HRModule(nn.Module):
+    """HRNet module: BasicBlock branches, then every branch sums all others (upsampled / strided) + ReLU."""
+
+    def __init__(self, channels: List[int], blocks: int = 4):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Sequential(*[BasicBlock(c, c) for _ in range(blocks)]) for c in channels)
+        self.fuse_layers = nn.ModuleList()
+        for i, ci in enumerate(channels):
+            row = nn.ModuleDict()
+            for j, cj in enumerate(channels):
+                if j > i:
+                    row[str(j)] = nn.Sequential(nn.Conv2d(cj, ci, 1, bias=False), nn.BatchNorm2d(ci))
+                elif j < i:
+                    row[str(j)] = nn.Sequential(*[_conv_bn_relu(cj, ci if k == i - j - 1 else cj, 2, k < i - j - 1)
+                                                  for k in range(i - j)])
+            self.fuse_layers.append(row)
+
+    def forward(self, xs: List[Tensor]) -> List[Tensor]:
+        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        outs = []
+        for i, row in enumerate(self.fuse_layers):
+            y = xs[i]
+            for j, fuse in row.items():
+                z = fuse(xs[int(j)])
+                if int(j) > i:
+                    z = F.interpolate(z, size=y.shape[-2:], mode="nearest")
+                y = y + z
+            outs.append(torch.relu(y))
+        return outs
+
+
+class HRNetW32Backbone(nn.Module):
+    """HRNet-W32 from the stem to stage 3, plus the stage-4 transition to 1/32 (channels 32/64/128/256 x mult)."""
+
+    def __init__(self, width_mult: float = 1.0):
+        super().__init__()
+        s = _scaled(64, width_mult)
+        c = [_scaled(w, width_mult) for w in (32, 64, 128, 256)]
+        self.conv1, self.bn1 = nn.Conv2d(3, s, 3, 2, 1, bias=False), nn.BatchNorm2d(s)
+        self.conv2, self.bn2 = nn.Conv2d(s, s, 3, 2, 1, bias=False), nn.BatchNorm2d(s)
+        down = nn.Sequential(nn.Conv2d(s, 4 * s, 1, bias=False), nn.BatchNorm2d(4 * s))
+        self.layer1 = nn.Sequential(Bottleneck(s, s, downsample=down), *[Bottleneck(4 * s, s) for _ in range(3)])
+        self.transition1 = nn.ModuleDict({"0": _conv_bn_relu(4 * s, c[0], 1),
+                                          "1": nn.Sequential(_conv_bn_relu(4 * s, c[1], 2))})
+        self.stage2 = nn.Sequential(HRModule(c[:2]))
+        self.transition2 = nn.ModuleDict({"2": nn.Sequential(_conv_bn_relu(c[1], c[2], 2))})
+        self.stage3 = nn.Sequential(*[HRModule(c[:3]) for _ in range(4)])
+        self.transition3 = nn.ModuleDict({"3": nn.Sequential(_conv_bn_relu(c[2], c[3], 2))})
+        self.out_channels = c
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer1(torch.relu(self.bn2(self.conv2(x))))
+        xs = self.stage2([self.transition1["0"](x), self.transition1["1"](x)])
+        xs = self.stage3(xs + [self.transition2["2"](xs[-1])])
+        return xs + [self.transition3["3"](xs[-1])]
+
+
+class FabricBackbone(nn.Module):
+    """Searchable fabric backbone: a stem, then a rising fabric returning all four rows of its last layer.
+    Its alpha/beta are arch parameters of the model that holds it."""
+
+    def __init__(self, factor: int, ops, layers: int, hidden_states_num: int = 1, input_nodes_num: int = 1,
+                 one_shot: bool = True, size_types=(4, 8, 16, 32)):
+        super().__init__()
+        self.stem = Stem(size_types[0] * factor)
+        spec = rising_spec(list(size_types), factor, list(ops), layers, (0,), hidden_states_num, input_nodes_num)
+        self.fabric = Fabric(spec, self.stem.out_channels, searchable=True, one_shot=one_shot)
+        self.out_channels = self.fabric.out_channels
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        return self.fabric(self.stem(x))
+
+    def arch_table(self) -> str:
+        return self.fabric.arch_table()
+
+
+def _resnet(depth: int):
+    def build(cfg) -> nn.Module:
+        if cfg.MODEL.BACKBONE_WIDTH_MULT != 1.0:
+            raise ValueError(f"MODEL.BACKBONE_WIDTH_MULT is not supported by resnet{depth} (use 1.0)")
+        return ResNetBackbone(depth)
+    return build
+
+
+for _depth in (18, 34, 50, 101):
+    register_backbone(f"resnet{_depth}")(_resnet(_depth))
+
+
+@register_backbone("mobilenet_v2")
+def _mobilenet_v2(cfg) -> nn.Module:
+    return MobileNetV2Backbone(cfg.MODEL.BACKBONE_WIDTH_MULT)
+
+
+@register_backbone("hrnet_w32")
+def _hrnet_w32(cfg) -> nn.Module:
+    return HRNetW32Backbone(cfg.MODEL.BACKBONE_WIDTH_MULT)
+
+
+@register_backbone("fabric")
+def _fabric(cfg) -> nn.Module:
+    f = cfg.MODEL.FABRIC
+    return FabricBackbone(_scaled(f.BACKBONE_FACTOR, cfg.MODEL.BACKBONE_WIDTH_MULT), f.BACKBONE_OPERATIONS,
+                          f.BACKBONE_LAYERS, f.HIDDEN_STATES_NUM, f.INPUT_NODES_NUM, f.ONE_SHOT_SEARCH)
