@@ -1,4 +1,4 @@
-"""The embedded synthetic COCO-keypoint set: format, determinism, visibility, colour cues, CLI."""
+"""The embedded synthetic COCO-keypoint set: format, determinism, visibility, mirror consistency, CLI."""
 import contextlib
 import io
 import json
@@ -12,7 +12,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from src.data.synthetic import KEYPOINT_NAMES, ensure_synthetic_coco, generate_synthetic_coco
+from src.data.synthetic import (FLIP_INDEX, KEYPOINT_NAMES, ensure_synthetic_coco, generate_synthetic_coco,
+                                mirror_figure, render_figure, sample_figure)
 
 REPO = Path(__file__).resolve().parents[1]
 ANN = "annotations/person_keypoints_{}.json"
@@ -95,26 +96,72 @@ def test_visibility_boxes_and_occlusion_statistics(synth):
     v = np.stack(kps)[..., 2]
     assert len(data["images"]) == 30 and 1.3 <= len(kps) / 30 <= 2.5  # 1-3 persons per image
     assert 0.08 <= (v == 1).mean() <= 0.35  # occluded joints
-    assert 0.005 <= (v == 0).mean() <= 0.15  # truncated joints
+    assert 0.03 <= (v == 0).mean() <= 0.2  # truncated joints, and nose and eyes of back views (~0.07)
     heights = [a["bbox"][3] / sizes[a["image_id"]][1] for a in data["annotations"]]
     assert min(heights) < 0.5 and max(heights) > 0.8
 
 
-def test_left_and_right_limbs_differ_in_colour(synth):
+def test_mirrored_figure_renders_as_the_flipped_image_with_swapped_labels():
+    """The mirror image of a figure with left/right swapped is again a figure: flip augmentation is valid."""
+    w, h = 161, 150
+    for i in range(24):
+        rng = np.random.default_rng([11, i])
+        fig = sample_figure(rng, rng.uniform(60, 140))
+        offset = rng.uniform((40, 80), (120, 100))
+        img, kps = render_figure(fig, (w, h), offset)
+        mirrored, mkps = render_figure(mirror_figure(fig), (w, h), (w - 1 - offset[0], offset[1]))
+        assert (img != img[:, ::-1]).any(), "figure is itself symmetric: the test would prove nothing"
+        np.testing.assert_array_equal(mirrored, img[:, ::-1])  # pixel-exact
+        flipped = mkps[FLIP_INDEX]
+        np.testing.assert_array_equal(flipped[:, 2], kps[:, 2])
+        lab = kps[:, 2] > 0
+        np.testing.assert_allclose(flipped[lab, 0], w - 1 - kps[lab, 0], atol=1e-6)
+        np.testing.assert_allclose(flipped[lab, 1], kps[lab, 1], atol=1e-6)
+
+
+def test_left_and_right_limbs_share_their_colour(synth):
     root, _ = synth
     data = _load(root, "val")
     files = {im["id"]: im["file_name"] for im in data["images"]}
-    left_cool, right_warm = [], []
+    colours = []  # per person: {joint: RGB at the joint} for visible elbows and knees
     for ann in data["annotations"]:
         img = np.asarray(Image.open(root / "images" / "val" / files[ann["image_id"]]), dtype=float)
         k = np.array(ann["keypoints"], dtype=float).reshape(17, 3)
-        for joint in (7, 8, 13, 14):  # elbows and knees: (blue - red) at the joint
-            if k[joint, 2] == 2:
-                x, y = np.round(k[joint, :2]).astype(int)
-                r, _, b = img[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].reshape(-1, 3).mean(0)
-                (left_cool if joint % 2 else right_warm).append(b - r > 0 if joint % 2 else r - b > 0)
-    assert len(left_cool) > 50 and len(right_warm) > 50
-    assert np.mean(left_cool) > 0.95 and np.mean(right_warm) > 0.95
+        colours.append({j: img[int(round(k[j, 1])), int(round(k[j, 0]))] for j in (7, 8, 13, 14) if k[j, 2] == 2})
+
+    def matches(pairs):
+        return [np.abs(a - b).max() < 40 for a, b in pairs]
+
+    same = matches((c[l], c[r]) for c in colours for l, r in ((7, 8), (13, 14)) if l in c and r in c)
+    other = matches((c[l], d[r]) for c, d in zip(colours, colours[1:]) for l, r in ((7, 8), (13, 14))
+                    if l in c and r in d)
+    assert len(same) > 50 and len(other) > 30
+    assert np.mean(same) > 0.97 and np.mean(other) < 0.4  # one palette per figure, varied across figures
+
+
+def test_front_and_back_views_occur_and_back_views_leave_the_face_unlabelled():
+    figs = [sample_figure(np.random.default_rng([5, i]), 100.0) for i in range(400)]
+    assert 0.5 < np.mean([f["front"] for f in figs]) < 0.7
+    for fig in figs[:40]:
+        _, kps = render_figure(fig, (160, 160), (80, 100))
+        assert (kps[3:, 2] > 0).all()  # the whole figure is in the canvas
+        if fig["front"]:  # face labelled; the person's left shoulder on the image right
+            assert kps[0, 2] > 0 and kps[5, 0] > kps[6, 0]
+        else:
+            assert (kps[:3] == 0).all() and kps[5, 0] < kps[6, 0]
+
+
+def test_person_left_is_on_the_image_right_in_front_views_only(synth):
+    root, _ = synth
+    k = np.array([a["keypoints"] for a in _load(root, "val")["annotations"]], dtype=float).reshape(-1, 17, 3)
+    v = k[..., 2]
+    shoulders = (v[:, 5] > 0) & (v[:, 6] > 0)
+    front = shoulders & (v[:, 0] > 0)
+    back = shoulders & (v[:, 0] == 0) & (v[:, 3] > 0) & (v[:, 4] > 0)  # head in the image, face unlabelled
+    assert front.sum() >= 15 and back.sum() >= 8
+    left_on_right = k[:, 5, 0] > k[:, 6, 0]
+    assert left_on_right[front].mean() > 0.9 and left_on_right[back].mean() < 0.1
+    assert (v[back][:, 3:5] == 2).any()  # ears of back views are seen
 
 
 def test_detections_are_jittered_gt_plus_low_score_false_positives(synth):

@@ -1,11 +1,15 @@
 """Embedded synthetic pose data set: articulated humanoids written in exact COCO keypoint format.
 
-Figures face the camera (the person's left is on the image right, as for a front view); left limbs
-are drawn in cool hues and right limbs in warm hues, and every limb carries a dark seam stripe on a
-side fixed by chirality (left of the proximal->distal direction for left limbs, right of it for
-right limbs), so a horizontal flip with swapped labels is again a valid sample.
-Visibility follows COCO: v=2 visible, v=1 labelled but occluded (by another figure, a random
-occluder, the figure's own parts, or the head for a turned face), v=0 outside the image (x=y=0).
+Every left/right cue is mirror-consistent, as for real people: a figure wears one palette on both sides,
+limb seam stripes sit on the lateral side of both limbs, and which limb is the person's left follows only
+from the way the figure faces. Front views show a face (eyes, nose, mouth), a neckline and a belt buckle,
+with the person's left on the image right; back views (`BACK_VIEW_P` of the figures) show hair over the
+back of the head, no face and hip pockets, with the person's left on the image left. So the mirror image of a figure
+with left/right labels swapped is again a figure of the set (`mirror_figure`), as flip augmentation and the
+flip test assume.
+Visibility follows COCO: v=2 visible, v=1 labelled but occluded (by another figure, a random occluder, the
+figure's own parts, or the head for a turned face), v=0 not labelled with x=y=0 (outside the image, or the
+nose and eyes of a back view).
 """
 import colorsys
 import json
@@ -16,36 +20,50 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-KEYPOINT_NAMES = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-]
-SKELETON = [
-    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
-    [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
-]
+from src.data.keypoint_info import COCO_FLIP_PAIRS, COCO_KEYPOINTS, COCO_SKELETON, flip_permutation
+
+KEYPOINT_NAMES = list(COCO_KEYPOINTS)
+SKELETON = [[a + 1, b + 1] for a, b in COCO_SKELETON]  # 1-based, as in COCO files
 PERSON_CATEGORY = {"id": 1, "name": "person", "supercategory": "person",
                    "keypoints": KEYPOINT_NAMES, "skeleton": SKELETON}
+FLIP_INDEX = flip_permutation(len(KEYPOINT_NAMES), COCO_FLIP_PAIRS)
 
-LEFT_HUES = (0.50, 0.68)  # cyan .. blue
-RIGHT_HUES = (-0.03, 0.09)  # red .. orange
+BACK_VIEW_P = 0.4  # share of figures seen from behind
 _SPLITS = {"train": (0, 1), "val": (1, 1_000_001)}  # split -> (seed stream, first image id)
 _OCCLUDER = 250  # owner-map value of random occluders (figures use 1 + 8 * index + group)
 # body-part groups: 0 head, 1 torso, 2/3 left/right arm, 4/5 left/right leg
 _KP_GROUPS = [{0}] * 5 + [{1, 2}, {1, 3}, {2}, {3}, {2}, {3}, {1, 4}, {1, 5}, {4}, {5}, {4}, {5}]
+# face keypoints: (index, azimuth towards the person's left, radius and height in head radii)
+_FACE = [(0, 0.0, 0.85, -0.1), (1, 32.0, 0.78, 0.2), (2, -32.0, 0.78, 0.2), (3, 90.0, 0.98, 0.0),
+         (4, -90.0, 0.98, 0.0)]
 
 
 def _rgb(h, s, v):
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
-def _side_colour(rng, hues):
-    return _rgb(rng.uniform(*hues), rng.uniform(0.6, 1.0), rng.uniform(0.5, 1.0))
+def _cloth(rng):
+    if rng.random() < 0.3:
+        return _rgb(0, 0, rng.uniform(0.08, 0.95))
+    return _rgb(rng.random(), rng.uniform(0.3, 0.95), rng.uniform(0.2, 0.95))
 
 
 def _shade(colour, factor):
     return tuple(int(min(255, c * factor)) for c in colour)
+
+
+def _palette(rng):
+    """One figure's colours, worn on both sides alike."""
+    skin_v = rng.uniform(0.4, 0.98)
+    skin = _rgb(rng.uniform(0.02, 0.11), rng.uniform(0.25, 0.65), skin_v)
+    hair = _rgb(rng.uniform(0.0, 0.12), rng.uniform(0.2, 0.8), rng.uniform(0.04, max(0.1, skin_v - 0.3)))
+    shirt, pants = _cloth(rng), _cloth(rng)
+    sleeve = shirt if rng.random() < 0.7 else _cloth(rng)
+    return {"skin": skin, "hair": hair, "shirt": shirt, "pants": pants, "sleeve": sleeve,
+            "forearm": skin if rng.random() < 0.3 else sleeve,  # short sleeves
+            "shin": skin if rng.random() < 0.15 else pants,  # shorts
+            "shoe": _rgb(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.4)),
+            "buckle": _rgb(rng.uniform(0.1, 0.16), rng.uniform(0, 0.5), rng.uniform(0.75, 1.0))}
 
 
 def _mixture(rng, p_rest, rest, wide):
@@ -60,125 +78,191 @@ def _foreshorten(rng, p):
     return 1.0 if rng.random() >= p else float(rng.uniform(0.55, 1.0))
 
 
-def _sample_figure(rng, height):
-    """One humanoid around the pelvis at (0, 0): keypoints [17,2], hidden-face flags, primitives."""
-    L = height
-    size = lambda base: base * L * rng.uniform(0.92, 1.08)  # noqa: E731
-    r_head, neck, torso = size(0.065), size(0.035), size(0.29)
-    sh_hw, hip_hw = size(0.105), size(0.068)
-    upper_arm, forearm, thigh, shin = size(0.165), size(0.15), size(0.24), size(0.235)
-    arm_w = max(2.0, 0.065 * L * rng.uniform(0.85, 1.15))
-    leg_w = max(3.0, 0.095 * L * rng.uniform(0.85, 1.15))
-    tilt = float(np.clip(rng.normal(0, 8), -25, 25)) if rng.random() < 0.9 else float(rng.uniform(-60, 60))
+def sample_figure(rng, height):
+    """Description of one humanoid of nominal standing `height`: sizes, palette, facing, pose of each side.
 
-    def d(phi):  # body-frame direction: phi degrees from "down" towards the person's left (image right)
+    Angles are in image degrees; limb angles point outwards from the body midline, so the description is
+    the same for either side and `mirror_figure` only swaps the sides and negates the turns.
+    """
+    L = float(height)
+    size = lambda base: float(base * L * rng.uniform(0.92, 1.08))  # noqa: E731
+    front = bool(rng.random() >= BACK_VIEW_P)
+    fig = {"L": L, "front": front, "r_head": size(0.075), "neck": size(0.03), "torso": size(0.29),
+           "sh_hw": size(0.105), "hip_hw": size(0.068), "upper_arm": size(0.165), "forearm": size(0.15),
+           "thigh": size(0.24), "shin": size(0.235), "arm_w": max(2.0, 0.065 * L * rng.uniform(0.85, 1.15)),
+           "leg_w": max(3.0, 0.095 * L * rng.uniform(0.85, 1.15)), "palette": _palette(rng),
+           "tilt": float(np.clip(rng.normal(0, 8), -25, 25)) if rng.random() < 0.9 else float(rng.uniform(-60, 60)),
+           "head_tilt": float(np.clip(rng.normal(0, 10), -30, 30)),
+           # head turn towards the person's left; a back view never turns far enough to show the face
+           "yaw": float(np.clip(rng.normal(0, 30), -75, 75) if front else np.clip(rng.normal(0, 22), -55, 55)),
+           "hair": bool(not front or rng.random() < 0.85),
+           "hair_span": float(rng.uniform(55, 85) if front else rng.uniform(120, 140))}
+    left_leg_under, left_arm_under = bool(rng.random() < 0.5), bool(rng.random() < 0.5)  # overlap order
+    fig["sides"] = [{
+        "upper_arm": _mixture(rng, 0.5, (15, 12, -10, 45), (-40, 175)), "fs_upper_arm": _foreshorten(rng, 0.3),
+        "elbow": _mixture(rng, 0.4, (0, 15, -30, 30), (-150, 150)), "fs_forearm": _foreshorten(rng, 0.3),
+        "thigh": _mixture(rng, 0.75, (6, 8, -15, 30), (-20, 85)), "fs_thigh": _foreshorten(rng, 0.25),
+        "knee": _mixture(rng, 0.7, (0, 8, -20, 20), (-90, 90)), "fs_shin": _foreshorten(rng, 0.25),
+        "arm_behind": bool(rng.random() < 0.12), "arm_under": left_arm_under == (side == 0),
+        "leg_under": left_leg_under == (side == 0),
+    } for side in (0, 1)]
+    return fig
+
+
+def mirror_figure(fig):
+    """The horizontally mirrored figure with left/right swapped (its render is the flipped render of `fig`)."""
+    out = dict(fig, sides=[dict(fig["sides"][1]), dict(fig["sides"][0])])
+    for key in ("tilt", "head_tilt", "yaw"):
+        out[key] = -fig[key]
+    return out
+
+
+def _build(fig):
+    """Geometry around the pelvis at (0, 0): keypoints [17,2], labelled and hidden flags, primitives, margin."""
+    L, pal, tilt = fig["L"], fig["palette"], fig["tilt"]
+    arm_w, leg_w, r_head = fig["arm_w"], fig["leg_w"], fig["r_head"]
+    facing = 1 if fig["front"] else -1  # image side (+1 right) of the person's left
+
+    def d(phi):  # body-frame direction: phi degrees from "down" towards the image right
         a = np.deg2rad(phi - tilt)
         return np.array([np.sin(a), np.cos(a)])
 
     kp = np.zeros((17, 2))
-    hidden = np.zeros(17, bool)
-    pelvis = np.zeros(2)
-    neck_base = pelvis + d(180) * torso
-    kp[5] = neck_base + d(90) * sh_hw + d(0) * 0.025 * L
-    kp[6] = neck_base + d(-90) * sh_hw + d(0) * 0.025 * L
-    kp[11], kp[12] = pelvis + d(90) * hip_hw, pelvis + d(-90) * hip_hw
+    labelled, hidden = np.ones(17, bool), np.zeros(17, bool)
+    neck_base = d(180) * fig["torso"]
+    prims = {g: [] for g in range(6)}  # group -> list of (kind, geometry, colour)
 
-    skin = _rgb(rng.uniform(0.02, 0.11), rng.uniform(0.25, 0.65), rng.uniform(0.35, 0.98))
-    if rng.random() < 0.4:
-        shirt = _rgb(0, 0, rng.uniform(0.1, 0.95))
-    else:
-        hue = rng.uniform(0.12, 0.45) if rng.random() < 0.5 else rng.uniform(0.72, 0.95)
-        shirt = _rgb(hue, rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.95))
-    shoe = _rgb(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.4))
-    prims = {g: [] for g in range(6)}  # group -> list of (kind, xy, colour, width)
-
-    def limb(group, pts, widths, colour, side):
-        for (a, b), w in zip(zip(pts[:-1], pts[1:]), widths):
-            prims[group].append(("line", [tuple(a), tuple(b)], colour, int(round(w))))
-            for p in (a, b):
-                prims[group].append(("disc", (p, w / 2), colour, 0))
-        for (a, b), w in zip(zip(pts[:-1], pts[1:]), widths):  # chiral seam stripe
+    def limb(group, pts, widths, colours, s):
+        segments = list(zip(pts[:-1], pts[1:], widths, colours))
+        prims[group] += [("capsule", (a, b, w / 2), colour) for a, b, w, colour in segments]
+        for a, b, w, colour in segments:  # seam stripe on the lateral side (s = image side of the limb)
             t = (b - a) / max(np.linalg.norm(b - a), 1e-6)
-            normal = np.array([-t[1], t[0]]) * side
             sw = max(1.0, 0.3 * w)
-            off = normal * (w / 2 - sw / 2)
-            prims[group].append(("line", [tuple(a + off), tuple(b + off)], _shade(colour, 0.35), int(round(sw))))
+            off = np.array([t[1], -t[0]]) * s * (w / 2 - sw / 2)
+            prims[group].append(("capsule", (a + off, b + off, sw / 2), _shade(colour, 0.35)))
 
-    for side, s in ((0, 1), (1, -1)):  # side 0 = person's left
-        hues = LEFT_HUES if side == 0 else RIGHT_HUES
-        sh, hip = kp[5 + side], kp[11 + side]
-        phi1 = s * _mixture(rng, 0.5, (15, 12, -10, 45), (-40, 175))
-        kp[7 + side] = sh + d(phi1) * upper_arm * _foreshorten(rng, 0.3)
-        phi2 = phi1 + s * _mixture(rng, 0.4, (0, 15, -30, 30), (-150, 150))
-        kp[9 + side] = kp[7 + side] + d(phi2) * forearm * _foreshorten(rng, 0.3)
-        sleeve = _side_colour(rng, hues)
-        limb(2 + side, [sh, kp[7 + side], kp[9 + side]], [arm_w, 0.85 * arm_w], sleeve, s)
-        prims[2 + side].append(("disc", (kp[9 + side] + d(phi2) * 0.02 * L, 0.6 * arm_w), skin, 0))
+    corners = {}
+    for side in (0, 1):  # side 0 = person's left
+        s, p = (facing, -facing)[side], fig["sides"][side]
+        out = d(90 * s)
+        sh = kp[5 + side] = neck_base + out * fig["sh_hw"] + d(0) * 0.025 * L
+        hip = kp[11 + side] = out * fig["hip_hw"]
+        corners[side] = (sh + out * arm_w * 0.5 + d(180) * arm_w * 0.4, hip + out * leg_w * 0.5 + d(0) * leg_w * 0.3)
 
-        phi_t = s * _mixture(rng, 0.75, (6, 8, -15, 30), (-20, 85))
-        kp[13 + side] = hip + d(phi_t) * thigh * _foreshorten(rng, 0.25)
-        phi_s = phi_t + _mixture(rng, 0.7, (0, 8, -20, 20), (-90, 90))
-        kp[15 + side] = kp[13 + side] + d(phi_s) * shin * _foreshorten(rng, 0.25)
-        limb(4 + side, [hip, kp[13 + side], kp[15 + side]], [leg_w, 0.82 * leg_w], _side_colour(rng, hues), s)
-        toe = kp[15 + side] + d(phi_s + s * 75) * 0.06 * L
-        prims[4 + side].append(("line", [tuple(kp[15 + side]), tuple(toe)], shoe, int(round(0.8 * leg_w))))
-        prims[4 + side].append(("disc", (toe, 0.4 * leg_w), shoe, 0))
+        phi1 = s * p["upper_arm"]
+        kp[7 + side] = sh + d(phi1) * fig["upper_arm"] * p["fs_upper_arm"]
+        phi2 = phi1 + s * p["elbow"]
+        kp[9 + side] = kp[7 + side] + d(phi2) * fig["forearm"] * p["fs_forearm"]
+        limb(2 + side, [sh, kp[7 + side], kp[9 + side]], [arm_w, 0.85 * arm_w], [pal["sleeve"], pal["forearm"]], s)
+        prims[2 + side].append(("disc", (kp[9 + side] + d(phi2) * 0.02 * L, 0.6 * arm_w), pal["skin"]))
 
-    # torso and neck
-    top = d(180) * arm_w * 0.4
-    bottom = d(0) * leg_w * 0.3
-    quad = [kp[6] + d(-90) * arm_w * 0.5 + top, kp[5] + d(90) * arm_w * 0.5 + top,
-            kp[11] + d(90) * leg_w * 0.5 + bottom, kp[12] + d(-90) * leg_w * 0.5 + bottom]
-    head_tilt = float(np.clip(rng.normal(0, 10), -30, 30))
-    up, right = d(180 + head_tilt), d(90 + head_tilt)
-    centre = neck_base + up * (neck + r_head)
-    prims[1] += [("line", [tuple(neck_base), tuple(centre)], skin, int(round(0.9 * r_head))),
-                 ("polygon", [tuple(p) for p in quad], shirt, 0)]
+        phi_t = s * p["thigh"]
+        kp[13 + side] = hip + d(phi_t) * fig["thigh"] * p["fs_thigh"]
+        phi_s = phi_t + s * p["knee"]
+        kp[15 + side] = kp[13 + side] + d(phi_s) * fig["shin"] * p["fs_shin"]
+        limb(4 + side, [hip, kp[13 + side], kp[15 + side]], [leg_w, 0.82 * leg_w], [pal["pants"], pal["shin"]], s)
+        toe = kp[15 + side] + d(phi_s + s * 75) * (0.06 if fig["front"] else 0.035) * L
+        prims[4 + side].append(("capsule", (kp[15 + side], toe, 0.4 * leg_w), pal["shoe"]))
 
-    # head, hair, face (yaw > 0 turns the face towards the person's left = image right)
-    yaw = float(np.clip(rng.normal(0, 30), -75, 75))
-    head = [("disc", (centre, r_head), skin, 0)]
-    if rng.random() < 0.85:
-        hair = _rgb(rng.uniform(0.02, 0.12), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.75))
-        up_angle = np.degrees(np.arctan2(up[1], up[0])) - 0.5 * yaw
-        span = rng.uniform(55, 85)
-        head.append(("chord", (centre, r_head, up_angle - span, up_angle + span), hair, 0))
-    features = [(0, 0.0, 0.85, -0.12), (1, 30.0, 0.8, 0.18), (2, -30.0, 0.8, 0.18),
-                (3, 90.0, 0.98, 0.0), (4, -90.0, 0.98, 0.0)]  # (keypoint, azimuth, radius, height)
-    for k, az, rad, hgt in features:
-        a = np.deg2rad(yaw + az)
+    # neck, shirt, trousers' waist band; a neckline and a belt buckle in front, hip pockets at the back
+    up, right = d(180 + fig["head_tilt"]), d(90 + fig["head_tilt"])
+    centre = neck_base + up * (fig["neck"] + r_head)
+    (sh_l, hip_l), (sh_r, hip_r) = corners[0], corners[1]
+    waist_l, waist_r = sh_l + 0.8 * (hip_l - sh_l), sh_r + 0.8 * (hip_r - sh_r)
+    prims[1] += [("capsule", (neck_base, centre, 0.45 * r_head), pal["skin"]),
+                 ("polygon", np.array([sh_l, sh_r, hip_r, hip_l]), pal["shirt"]),
+                 ("polygon", np.array([waist_l, waist_r, hip_r, hip_l]), pal["pants"])]
+    if fig["front"]:
+        top = neck_base + d(0) * 0.025 * L + d(180) * arm_w * 0.4  # middle of the shirt's top edge
+        vee = [top + d(90) * 0.4 * fig["sh_hw"], top + d(-90) * 0.4 * fig["sh_hw"], neck_base + d(0) * 0.09 * L]
+        prims[1] += [("polygon", np.array(vee), pal["skin"]),
+                     ("disc", ((waist_l + waist_r + hip_l + hip_r) / 4, 0.25 * leg_w), pal["buckle"])]
+    else:
+        middle = (waist_l + waist_r + hip_l + hip_r) / 4
+        for waist, hip in ((waist_l, hip_l), (waist_r, hip_r)):
+            c, a = 0.6 * (waist + hip) / 2 + 0.4 * middle, 0.2 * leg_w
+            pocket = [c + d(90) * a * i + d(0) * a * j for i, j in ((1, 1), (1, -1), (-1, -1), (-1, 1))]
+            prims[1].append(("polygon", np.array(pocket), _shade(pal["pants"], 0.55)))
+
+    # head: psi is the azimuth of the face (0 = towards the camera); hair caps the back and top of the head
+    psi = (0.0 if fig["front"] else 180.0) + fig["yaw"]
+    head = [("disc", (centre, r_head), pal["skin"])]
+    if fig["hair"]:  # the part of the head disc beyond a chord, centred on `crown`
+        crown = d(180 + fig["head_tilt"] + 30 * np.sin(np.deg2rad(psi)))
+        head.append(("chord", (centre, r_head, crown, np.cos(np.deg2rad(fig["hair_span"]))), pal["hair"]))
+    for k, az, rad, hgt in _FACE:
+        a = np.deg2rad(psi + az)
         kp[k] = centre + right * (rad * r_head * np.sin(a)) + up * (hgt * r_head)
+        if k < 3 and not fig["front"]:
+            labelled[k] = False  # COCO leaves the face of a person seen from behind unlabelled
+            continue
         hidden[k] = np.cos(a) < (-0.45 if k >= 3 else 0.15)
         if hidden[k]:
             continue
         if k >= 3:
-            head.append(("disc", (kp[k], max(1.0, 0.25 * r_head)), _shade(skin, 0.8), 0))
-        else:
-            colour = _shade(skin, 0.6) if k == 0 else (20, 20, 30)
-            head.append(("disc", (kp[k], max(0.8, 0.14 * r_head)), colour, 0))
+            head.append(("disc", (kp[k], max(1.0, 0.25 * r_head)), _shade(pal["skin"], 0.8)))
+        elif k == 0:
+            head.append(("disc", (kp[k], max(0.8, 0.13 * r_head)), _shade(pal["skin"], 0.6)))
+        else:  # white of the eye and pupil
+            head += [("disc", (kp[k], max(0.8, 0.2 * r_head)), (235, 235, 230)),
+                     ("disc", (kp[k], max(0.5, 0.1 * r_head)), (15, 15, 25))]
+    if fig["front"] and np.cos(np.deg2rad(psi)) > 0.3:
+        ends = [centre + right * (0.8 * r_head * np.sin(np.deg2rad(psi + az))) - up * (0.5 * r_head)
+                for az in (-25, 25)]
+        head.append(("capsule", (*ends, max(0.6, 0.07 * r_head)), (110, 25, 35)))
     prims[0] = head
 
-    # back-to-front order: legs, (arm behind), torso, head, arms
-    order = [4, 5] if rng.random() < 0.5 else [5, 4]
-    arms_behind = [g for g in (2, 3) if rng.random() < 0.12]
-    order += arms_behind + [1, 0] + [g for g in (2, 3) if g not in arms_behind]
-    return kp, hidden, [(g, p) for g in order for p in prims[g]], max(r_head, leg_w)
+    # back-to-front order: legs, (arms behind), torso, head, arms
+    legs = sorted((4, 5), key=lambda g: not fig["sides"][g - 4]["leg_under"])
+    arms = sorted((2, 3), key=lambda g: not fig["sides"][g - 2]["arm_under"])
+    behind = [g for g in arms if fig["sides"][g - 2]["arm_behind"]]
+    order = legs + behind + [1, 0] + [g for g in arms if g not in behind]
+    return kp, labelled, hidden, [(g, p) for g in order for p in prims[g]], max(r_head, leg_w)
 
 
-def _paint(draws, prim, values, offset):
-    kind, xy, colour, width = prim
-    for draw, value in zip(draws, (colour,) + values):
-        if kind == "line":
-            draw.line([(x + offset[0], y + offset[1]) for x, y in xy], fill=value, width=width)
-        elif kind == "polygon":
-            draw.polygon([(x + offset[0], y + offset[1]) for x, y in xy], fill=value)
-        else:
-            (cx, cy), r = xy[0] + offset, xy[1]
-            box = [cx - r, cy - r, cx + r, cy + r]
-            if kind == "disc":
-                draw.ellipse(box, fill=value)
-            else:
-                draw.chord(box, xy[2], xy[3], fill=value)
+def _coverage(prim, offset, shape):
+    """Pixels whose centres lie in a primitive: (rows, cols) slices of `shape` and a bool mask, or None.
+
+    Testing pixel centres (integers) makes rendering exactly mirror-equivariant: x -> W-1-x maps the
+    mirrored primitive's pixels onto the flipped ones.
+    """
+    kind, geo, _ = prim
+    if kind == "polygon":
+        pts = np.asarray(geo, float) + offset
+        lo, hi = pts.min(0), pts.max(0)
+    elif kind == "capsule":
+        a, b, r = np.asarray(geo[0], float) + offset, np.asarray(geo[1], float) + offset, geo[2]
+        lo, hi = np.minimum(a, b) - r, np.maximum(a, b) + r
+    else:  # disc or chord
+        c, r = np.asarray(geo[0], float) + offset, geo[1]
+        lo, hi = c - r, c + r
+    x0, y0 = max(int(np.ceil(lo[0])), 0), max(int(np.ceil(lo[1])), 0)
+    x1, y1 = min(int(np.floor(hi[0])), shape[1] - 1), min(int(np.floor(hi[1])), shape[0] - 1)
+    if x1 < x0 or y1 < y0:
+        return None
+    x = np.arange(x0, x1 + 1, dtype=float)[None, :]
+    y = np.arange(y0, y1 + 1, dtype=float)[:, None]
+    if kind == "polygon":  # convex: the pixel is on one side of every edge
+        cross = [(q[0] - p[0]) * (y - p[1]) - (q[1] - p[1]) * (x - p[0]) for p, q in zip(pts, np.roll(pts, -1, 0))]
+        inside = np.all([e >= 0 for e in cross], 0) | np.all([e <= 0 for e in cross], 0)
+    elif kind == "capsule":  # points within r of the segment a-b
+        d = b - a
+        t = np.clip(((x - a[0]) * d[0] + (y - a[1]) * d[1]) / max(float(d @ d), 1e-12), 0, 1)
+        inside = (x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 <= r * r
+    else:
+        inside = (x - c[0]) ** 2 + (y - c[1]) ** 2 <= r * r
+        if kind == "chord":  # the cap of the disc beyond a chord: direction geo[2], cos of half its angle geo[3]
+            inside &= (x - c[0]) * geo[2][0] + (y - c[1]) * geo[2][1] >= r * geo[3]
+    return (slice(y0, y1 + 1), slice(x0, x1 + 1)), inside
+
+
+def _paint(canvases, prim, values, offset=(0.0, 0.0)):
+    """Fill `prim` into each array of `canvases` ([H,W,3] image, [H,W] owner/mask maps) with its value."""
+    covered = _coverage(prim, np.asarray(offset, float), canvases[0].shape[:2])
+    if covered is not None:
+        window, inside = covered
+        for canvas, value in zip(canvases, values):
+            canvas[window][inside] = value
 
 
 def _background(rng, w, h):
@@ -212,7 +296,7 @@ def _background(rng, w, h):
     return img
 
 
-def _place(rng, kp, margin, w, h, boxes):
+def _place(rng, kp, labelled, margin, w, h, boxes):
     """Offset putting the figure inside (or partly outside) the image, or None on too much overlap."""
     lo, hi = kp.min(0) - margin * 1.5, kp.max(0) + margin * 1.5
     offset = np.zeros(2)
@@ -231,32 +315,53 @@ def _place(rng, kp, margin, w, h, boxes):
         areas = np.prod(box[2:] - box[:2]), np.prod(other[2:] - other[:2])
         if inter > 0.45 * (sum(areas) - inter) or inter > 0.65 * min(areas):  # IoU or containment
             return None, box
-    return (offset if inside.sum() >= 8 else None), box
+    return (offset if (inside & labelled).sum() >= 8 else None), box
+
+
+def _annotate(kp, labelled, hidden, owner, index):
+    """COCO keypoints [17,3] of figure `index` from the owner map (which group shows at each pixel)."""
+    h, w = owner.shape
+    kps = np.zeros((17, 3))
+    for k, (x, y) in enumerate(kp):
+        if not (labelled[k] and 0 <= x <= w - 1 and 0 <= y <= h - 1):
+            continue
+        seen = int(owner[int(round(y)), int(round(x))]) - 1 - 8 * index in _KP_GROUPS[k]
+        kps[k] = (round(x, 2), round(y, 2), 2 if seen and not hidden[k] else 1)
+    return kps
+
+
+def render_figure(fig, size, offset, background=(128, 128, 128)):
+    """`fig` alone with its pelvis at `offset` on a plain canvas `size` = (w, h): RGB array, keypoints [17,3]."""
+    kp, labelled, hidden, prims, _ = _build(fig)
+    img = np.empty((size[1], size[0], 3), np.uint8)
+    img[:] = background
+    owner = np.zeros(img.shape[:2], np.uint8)
+    for group, prim in prims:
+        _paint((img, owner), prim, (prim[2], 1 + group), offset)
+    return img, _annotate(kp + np.asarray(offset, float), labelled, hidden, owner, 0)
 
 
 def render_image(rng, w, h):
     """One image and its persons: list of dicts with keypoints [17,3], bbox [x,y,w,h], area."""
-    img = _background(rng, w, h)
-    owner = Image.new("L", (w, h), 0)
-    draws = (ImageDraw.Draw(img), ImageDraw.Draw(owner))
+    img = np.array(_background(rng, w, h))
+    owner = np.zeros((h, w), np.uint8)
     figures, boxes = [], []
     for _ in range(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2])):
         height = rng.uniform(0.4, 1.0) * h  # nominal standing height
-        kp, hidden, prims, margin = _sample_figure(rng, height)
+        kp, labelled, hidden, prims, margin = _build(sample_figure(rng, height))
         for _attempt in range(12 if figures else 200):  # the first figure must find a place
-            offset, box = _place(rng, kp, margin, w, h, boxes)
+            offset, box = _place(rng, kp, labelled, margin, w, h, boxes)
             if offset is not None:
-                figures.append((height, kp + offset, hidden, prims, offset))
+                figures.append((height, kp + offset, labelled, hidden, prims, offset))
                 boxes.append(box)
                 break
     figures.sort(key=lambda f: f[0])  # larger (closer) figures are drawn on top
     persons = []
-    for index, (height, kp, hidden, prims, offset) in enumerate(figures):
-        mask = Image.new("L", (w, h), 0)
-        mask_draw = ImageDraw.Draw(mask)
+    for index, (height, kp, labelled, hidden, prims, offset) in enumerate(figures):
+        mask = np.zeros((h, w), bool)
         for group, prim in prims:
-            _paint(draws + (mask_draw,), prim, (1 + 8 * index + group, 255), offset)
-        persons.append({"kp": kp, "hidden": hidden, "mask": np.asarray(mask), "height": height})
+            _paint((img, owner, mask), prim, (prim[2], 1 + 8 * index + group, True), offset)
+        persons.append({"kp": kp, "labelled": labelled, "hidden": hidden, "mask": mask, "height": height})
     for _ in range(rng.integers(1, 3) if rng.random() < 0.6 else 0):  # occluders near a joint
         p = persons[rng.integers(len(persons))]
         centre = p["kp"][rng.integers(17)] + rng.normal(0, 0.05 * p["height"], 2)
@@ -265,30 +370,22 @@ def render_image(rng, w, h):
         if rng.random() < 0.5:
             a = rng.uniform(0, np.pi) + np.array([0, 0.5, 1, 1.5]) * np.pi
             f = rng.uniform(0.4, 1.0)
-            xy = [tuple(centre + r * np.array([np.cos(t), np.sin(t)]) * (1 if i % 2 == 0 else f))
-                  for i, t in enumerate(a)]
-            _paint(draws, ("polygon", xy, colour, 0), (_OCCLUDER,), (0, 0))
+            xy = [centre + r * np.array([np.cos(t), np.sin(t)]) * (1 if i % 2 == 0 else f) for i, t in enumerate(a)]
+            _paint((img, owner), ("polygon", xy, colour), (colour, _OCCLUDER))
         else:
-            _paint(draws, ("disc", (centre, r), colour, 0), (_OCCLUDER,), (0, 0))
+            _paint((img, owner), ("disc", (centre, r), colour), (colour, _OCCLUDER))
+    img = Image.fromarray(img)
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
     noisy = np.asarray(img, np.float32) + rng.standard_normal((h, w, 3), np.float32) * rng.uniform(2, 9)
     img = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
-    owner = np.asarray(owner)
     out = []
     for index, p in enumerate(persons):
         ys, xs = np.nonzero(p["mask"])
-        kps = np.zeros((17, 3))
-        for k, (x, y) in enumerate(p["kp"]):
-            if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
-                continue
-            col, row = int(round(x)), int(round(y))
-            seen = int(owner[row, col]) - 1 - 8 * index in _KP_GROUPS[k]
-            kps[k] = (round(x, 2), round(y, 2), 2 if seen and not p["hidden"][k] else 1)
         x0, y0 = int(xs.min()), int(ys.min())
-        out.append({"keypoints": kps, "bbox": [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0],
-                    "area": int(xs.size)})
+        out.append({"keypoints": _annotate(p["kp"], p["labelled"], p["hidden"], owner, index),
+                    "bbox": [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0], "area": int(xs.size)})
     return img, out
 
 
