@@ -10,8 +10,10 @@ Hidden states (`hidden_states_num` = N): state i = sum over its kept edges of a 
 node or an earlier state. Edges are numbered by `edge_layout(I, N)`; alpha rows follow that numbering when
 alpha is shared (one-shot), or the cell's kept edges in order when the cell owns alpha. The output is a
 1x1 conv + BN over the concatenated states (N*C -> C). Without arch parameters (a derived cell) kept inputs
-and kept ops are averaged, i.e. the function of zero logits.
+and kept ops are mixed by the spec's fixed weights (`input_weights`, `op_weights`: the pruned supernet's
+softmax values, see src/architecture/prune.py), or averaged when the spec has none (the function of zero logits).
 """
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,6 +44,8 @@ class CellSpec:
     inputs: List[str]  # kept scale inputs mixed into node 0, in INPUT_KINDS order
     input_nodes: List[int]  # kept input nodes (0 needs `inputs`; k >= 1 = same scale, k+1 layers back)
     edges: Dict[int, List[str]] = field(default_factory=dict)  # kept edge index -> kept op names
+    input_weights: Optional[List[float]] = None  # derived cell: fixed mixing weight of each kept input
+    op_weights: Optional[Dict[int, List[float]]] = None  # derived cell: fixed mixing weights of each edge's ops
 
     @property
     def name(self) -> str:
@@ -80,11 +84,24 @@ class CellSpec:
         if nodes - used:
             raise ValueError(f"{where}: input nodes {sorted(nodes - used)} feed no kept edge")
 
+        def check_weights(ws, n, what):
+            if len(ws) != n or not all(math.isfinite(w) and w >= 0 for w in ws):
+                raise ValueError(f"{where}: {what} {list(ws)} must be {n} finite weights >= 0")
+        if self.input_weights is not None:
+            check_weights(self.input_weights, len(self.inputs), "input_weights")
+        if self.op_weights is not None:
+            if set(self.op_weights) != set(self.edges):
+                raise ValueError(f"{where}: op_weights edges {sorted(self.op_weights)} differ from the kept edges "
+                                 f"{sorted(self.edges)}")
+            for e, ws in self.op_weights.items():
+                check_weights(ws, len(self.edges[e]), f"op_weights of edge {e}")
+
 
 class Cell(nn.Module):
     """One fabric cell. `in_channels` maps each source (see `CellSpec.sources`) to its channels.
 
-    arch: "none" (derived: averages), "shared" (alpha passed to forward) or "own" (the cell owns alpha).
+    arch: "none" (derived: the spec's fixed weights, else averages), "shared" (alpha passed to forward) or
+    "own" (the cell owns alpha).
     """
 
     def __init__(self, spec: CellSpec, channels: int, in_channels: Sequence[int], input_nodes_num: int,
@@ -101,7 +118,12 @@ class Cell(nn.Module):
         self.node_inputs = nn.ModuleDict({str(k): SameConnect(c, channels) for k, c in zip(extra, in_channels[n_in:])})
         layout = edge_layout(input_nodes_num, hidden_states_num)
         self._edges = [(e, layout[e][0], layout[e][1]) for e in sorted(spec.edges)]  # (edge, state, source)
-        self.edges = nn.ModuleDict({str(e): MixedOp(channels, spec.edges[e]) for e, _, _ in self._edges})
+        fixed_ops = spec.op_weights if arch == "none" and spec.op_weights is not None else {}
+        self.edges = nn.ModuleDict({str(e): MixedOp(channels, spec.edges[e], weights=fixed_ops.get(e))
+                                    for e, _, _ in self._edges})
+        if arch == "none" and spec.input_weights is not None:
+            self.register_buffer("fixed_input_weights", torch.tensor([float(w) for w in spec.input_weights]),
+                                 persistent=False)
         self._op_index: List[Optional[List[int]]] = []  # alpha columns of each edge's ops (None = all, in order)
         if arch != "none":
             for e, _, _ in self._edges:
@@ -121,32 +143,41 @@ class Cell(nn.Module):
     def name(self) -> str:
         return self.spec.name
 
+    def input_weights(self) -> Optional[Tensor]:
+        """Weights of the kept inputs in node 0: softmax(beta), a derived cell's fixed weights, or None (averaged)."""
+        if hasattr(self, "beta"):
+            return torch.softmax(self.beta, 0)
+        return getattr(self, "fixed_input_weights", None)
+
+    def op_weights(self, alpha: Optional[Tensor] = None) -> List[Optional[Tensor]]:
+        """Per kept edge, the softmax of its alpha row over the edge's ops (`alpha`: the shared logits);
+        None for a derived cell (its mixed ops apply their fixed weights or average)."""
+        if self.arch == "none":
+            return [None] * len(self._edges)
+        if self.arch == "own":
+            alpha = self.alpha
+        elif alpha is None:
+            raise ValueError(f"cell {self.name} needs the shared alpha")
+        rows = [alpha[j if self.arch == "own" else e] for j, (e, _, _) in enumerate(self._edges)]
+        return [torch.softmax(row if idx is None else row[idx], 0) for row, idx in zip(rows, self._op_index)]
+
     def forward(self, xs: Sequence[Tensor], size: Sequence[int], alpha: Optional[Tensor] = None) -> Tensor:
         """xs: the maps of `spec.sources()`, in order; size: (h, w) of this scale; alpha: shared logits."""
         n_in = len(self.spec.inputs)
         nodes: Dict[int, Tensor] = {}
         if n_in:
             ys = [conn(x, size) for conn, x in zip(self.connections.values(), xs[:n_in])]
-            if hasattr(self, "beta"):
-                w = torch.softmax(self.beta, 0)
+            w = self.input_weights()
+            if w is not None:
                 mix = sum(w[i] * y for i, y in enumerate(ys))
             else:
                 mix = ys[0] if n_in == 1 else sum(ys) / n_in
             nodes[0] = torch.relu(mix)
         for (k, conn), x in zip(self.node_inputs.items(), xs[n_in:]):
             nodes[int(k)] = torch.relu(conn(x, size))
-        if self.arch == "own":
-            alpha = self.alpha
-        elif self.arch == "shared" and alpha is None:
-            raise ValueError(f"cell {self.name} needs the shared alpha")
         states: List[Optional[Tensor]] = [None] * self.hidden_states_num
-        for j, ((e, state, src), op) in enumerate(zip(self._edges, self.edges.values())):
+        for (e, state, src), op, weights in zip(self._edges, self.edges.values(), self.op_weights(alpha)):
             x = nodes[src] if src < self.input_nodes_num else states[src - self.input_nodes_num]
-            weights = None
-            if self.arch != "none":
-                row = alpha[j if self.arch == "own" else e]
-                idx = self._op_index[j]
-                weights = torch.softmax(row if idx is None else row[idx], 0)
             y = op(x, weights)
             states[state] = y if states[state] is None else states[state] + y
         return self.out(states[0] if len(states) == 1 else torch.cat(states, 1))

@@ -3,8 +3,9 @@
 A spec lists the kept cells (each with its kept inputs, input nodes and ops per edge, see `cell.py`), the
 layer its input maps stand for (`input_layer`: -1 for a fabric fed by a stem at scale 0, cut-1 for a CNF fed
 by a backbone's four maps) and the cells it returns. The forward runs the kept cells in layer order, each
-reading exactly its kept sources, so a pruned fabric is just a fabric built from a smaller spec; a derived
-network is rebuilt from JSON with `Fabric(FabricSpec.from_dict(d), in_channels, searchable=False)`.
+reading exactly its kept sources, so a pruned fabric is just a fabric built from a smaller spec (with the
+fixed mixing weights that chose its inputs and ops, see `CellSpec`); a derived network is rebuilt from JSON
+with `Fabric(FabricSpec.from_dict(d), in_channels, searchable=False)`.
 Cells live in `fabric.cells["L{layer}_S{scale}"]`; channels of row s are `size_types[s] * factor`.
 
 Default shapes (PoseNFS): `triangle_spec` (layer j has min(j+2, rows, depth-j) cells, ending in the
@@ -76,8 +77,15 @@ class FabricSpec:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("size_types", "factor", "ops", "hidden_states_num", "input_nodes_num",
                                             "input_layer", "input_scales", "outputs")}
-        d["cells"] = [{"layer": c.layer, "scale": c.scale, "inputs": list(c.inputs), "input_nodes": list(c.input_nodes),
-                       "edges": {str(e): list(ops) for e, ops in sorted(c.edges.items())}} for c in self.cells]
+        d["cells"] = []
+        for c in self.cells:
+            cd = {"layer": c.layer, "scale": c.scale, "inputs": list(c.inputs), "input_nodes": list(c.input_nodes),
+                  "edges": {str(e): list(ops) for e, ops in sorted(c.edges.items())}}
+            if c.input_weights is not None:
+                cd["input_weights"] = [float(w) for w in c.input_weights]
+            if c.op_weights is not None:
+                cd["op_weights"] = {str(e): [float(w) for w in ws] for e, ws in sorted(c.op_weights.items())}
+            d["cells"].append(cd)
         return d
 
     @classmethod
@@ -97,9 +105,18 @@ class FabricSpec:
                 edges = {int(e): [str(o) for o in ops] for e, ops in edges.items()}
             except (TypeError, ValueError):
                 raise ValueError(f"{ctx}: field 'edges' must map edge indices to op lists") from None
+            weights = {}
+            if "input_weights" in c:
+                weights["input_weights"] = _numbers(get(c, "input_weights", list, ctx), f"{ctx}: field 'input_weights'")
+            if "op_weights" in c:
+                op_weights = get(c, "op_weights", dict, ctx)
+                if not all(isinstance(e, str) and e.isdigit() for e in op_weights):
+                    raise ValueError(f"{ctx}: field 'op_weights' must map edge indices to weight lists")
+                weights["op_weights"] = {int(e): _numbers(ws, f"{ctx}: field 'op_weights' edge {e}")
+                                         for e, ws in op_weights.items()}
             cells.append(CellSpec(get(c, "layer", int, ctx), get(c, "scale", int, ctx),
                                   [str(k) for k in get(c, "inputs", list, ctx)],
-                                  [int(k) for k in get(c, "input_nodes", list, ctx)], edges))
+                                  [int(k) for k in get(c, "input_nodes", list, ctx)], edges, **weights))
         spec = cls([int(s) for s in get(d, "size_types", list, where)], get(d, "factor", int, where),
                    [str(o) for o in get(d, "ops", list, where)], get(d, "hidden_states_num", int, where),
                    get(d, "input_nodes_num", int, where), get(d, "input_layer", int, where),
@@ -110,6 +127,12 @@ class FabricSpec:
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         return spec
+
+
+def _numbers(values, what: str) -> List[float]:
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{what} must be a list of numbers")
+    return [float(v) for v in values]
 
 
 def _grid_spec(size_types, factor, ops, counts: Dict[int, int], input_layer, input_scales,
@@ -193,7 +216,8 @@ def scale_sizes(inputs: Sequence[Tensor], input_scales: Sequence[int], rows: int
 class Fabric(nn.Module):
     """The cells of a spec. `in_channels[s]` = channels of input map s (for s in spec.input_scales).
 
-    searchable=False builds a derived fabric (no alpha/beta; kept inputs and ops are averaged).
+    searchable=False builds a derived fabric (no alpha/beta; kept inputs and ops are mixed by the spec's fixed
+    weights, or averaged when it has none).
     forward(inputs) takes the list of input maps indexed by row and returns the output cells' maps.
     """
 
@@ -204,6 +228,7 @@ class Fabric(nn.Module):
         if max(spec.input_scales) >= len(in_channels):
             raise ValueError(f"fabric: input rows {spec.input_scales} but only {len(in_channels)} input channels given")
         self.spec = spec
+        self.in_channels = list(in_channels)
         channels = {(spec.input_layer, s): in_channels[s] for s in spec.input_scales}
         channels.update({(c.layer, c.scale): spec.channels(c.scale) for c in spec.cells})
         arch = "none" if not searchable else ("shared" if one_shot else "own")

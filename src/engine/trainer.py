@@ -9,11 +9,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.architecture.arch_params import unwrap
+from src.architecture.arch_params import is_arch_name, unwrap
 from src.config.loader import save_config
 from src.engine.checkpoint import load_checkpoint, save_checkpoint
 from src.engine.pose_task import build_task
 from src.engine.run_log import RunLog
+from src.engine.search_outputs import export_search_results
 from src.search.base import NonFiniteError
 from src.search.split import SplitSampler, bilevel_split
 from src.search.strategies import build_strategy
@@ -137,6 +138,10 @@ class Trainer:
                 if out_of_time:
                     self.log.info(f"time budget of {cfg.TRAIN.TIME_BUDGET_MIN} min reached after epoch {epoch}")
                     break
+            if self.main and cfg.SEARCH.STRATEGY != "none" and any(
+                    is_arch_name(n) for n, _ in self.core.named_parameters()):  # a search: derive its architecture
+                export_search_results(cfg, self.core, self.out_dir, log_fn=self.log.info)
+            dist_utils.barrier()
         except NonFiniteError as exc:
             self.log.info(f"stopped: {exc}")
             raise
@@ -158,7 +163,7 @@ class Trainer:
             batches = [to_device(b, self.device) for b in next(iters)]
             stats = self.strategy.step(batches[0], batches[1] if len(batches) > 1 else None, arch_active=arch_active)
             self.step += 1
-            bar.set_postfix(loss=f"{stats['loss']:.5f}")
+            bar.set_postfix(loss=f"{stats['loss']:.5f}", refresh=False)
             if "arch_loss" in stats:
                 self.log.arch_values(self.core.arch_state(), self.step, epoch)
             if self.step % cfg.PRINT_FREQ == 0 or it == n_iter - 1:

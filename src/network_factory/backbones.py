@@ -9,7 +9,7 @@ loaded non-strictly with a one-line report; nothing is downloaded).
 """
 import logging
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from src.architecture.fabric import Fabric, rising_spec
+from src.architecture.fabric import Fabric, FabricSpec, rising_spec
 
 logger = logging.getLogger(__name__)
 
@@ -189,14 +189,17 @@ class HRNetW32Backbone(nn.Module):
 
 class FabricBackbone(nn.Module):
     """Searchable fabric backbone: a stem, then a rising fabric returning all four rows of its last layer.
-    Its alpha/beta are arch parameters of the model that holds it."""
+    Its alpha/beta are arch parameters of the model that holds it. `spec` (with searchable=False) rebuilds a
+    derived backbone from a genotype instead of the full rising fabric."""
 
     def __init__(self, factor: int, ops, layers: int, hidden_states_num: int = 1, input_nodes_num: int = 1,
-                 one_shot: bool = True, size_types=(4, 8, 16, 32)):
+                 one_shot: bool = True, size_types=(4, 8, 16, 32), spec: Optional[FabricSpec] = None,
+                 searchable: bool = True):
         super().__init__()
         self.stem = Stem(size_types[0] * factor)
-        spec = rising_spec(list(size_types), factor, list(ops), layers, (0,), hidden_states_num, input_nodes_num)
-        self.fabric = Fabric(spec, self.stem.out_channels, searchable=True, one_shot=one_shot)
+        if spec is None:
+            spec = rising_spec(list(size_types), factor, list(ops), layers, (0,), hidden_states_num, input_nodes_num)
+        self.fabric = Fabric(spec, self.stem.out_channels, searchable=searchable, one_shot=one_shot)
         self.out_channels = self.fabric.out_channels
 
     def forward(self, x: Tensor) -> List[Tensor]:

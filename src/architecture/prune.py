@@ -1,0 +1,172 @@
+"""Derive the searched architecture: keep the chosen cells, inputs and ops of every searchable fabric.
+
+Rule (config PRUNE.OPS_TOPK / BETA_THRESHOLD / BETA_TOPK):
+- ops: each edge keeps its `ops_topk` ops of largest softmaxed alpha; `zero` is never kept (it adds nothing).
+- cells: walking back from each fabric's output cells, a kept cell keeps an input when its softmaxed beta
+  is above `beta_threshold` or among its `beta_topk` largest (at least the largest); the cells read through
+  kept inputs (and through same-scale input nodes k >= 1) are kept, every other cell is removed.
+- weights: a derived cell mixes its kept inputs by their beta renormalised over the kept inputs, and its kept
+  ops by their alpha renormalised over the kept ops plus `zero` (whose share stays: dropping it changes
+  nothing). Keeping everything therefore computes exactly the supernet's function.
+(PoseNFS pruned only weights that are exactly 0 after softmax, which never removes anything in practice.)
+The derived model is a copy whose searchable fabrics are replaced by derived ones (`searchable=False`)
+holding the supernet's weights of the kept modules (loaded by name).
+"""
+import copy
+import logging
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from src.architecture.arch_params import unwrap
+from src.architecture.cell import CellSpec, cell_name
+from src.architecture.fabric import Fabric, FabricSpec, prune_unreachable
+from src.architecture.genotype import genotype_fabrics, genotype_of, search_records
+from src.utils.flops import count_flops, count_params
+
+logger = logging.getLogger(__name__)
+
+
+def is_searchable(fabric: Fabric) -> bool:
+    return any(cell.arch != "none" for cell in fabric.cells.values())
+
+
+@torch.no_grad()
+def fabric_weights(fabric: Fabric) -> Tuple[Dict[str, List[float]], Dict[str, Dict[int, List[float]]]]:
+    """Softmaxed beta per cell (over its inputs) and alpha per cell and edge (over the edge's ops), exactly
+    as the forward mixes them (fixed weights or plain averages for a derived cell)."""
+    alpha = getattr(fabric, "alpha", None)
+    betas, alphas = {}, {}
+    for name, cell in fabric.cells.items():
+        n = len(cell.spec.inputs)
+        w = cell.input_weights()
+        betas[name] = [1.0 / n] * n if w is None else [float(v) for v in w]
+        alphas[name] = {}
+        for e, w in zip(sorted(cell.spec.edges), cell.op_weights(alpha)):
+            op = cell.edges[str(e)]
+            w = w if w is not None else getattr(op, "fixed_weights", None)
+            alphas[name][e] = [1.0 / len(op.ops)] * len(op.ops) if w is None else [float(v) for v in w]
+    return betas, alphas
+
+
+def _top(weights: List[float], candidates: List[int], k: int) -> List[int]:
+    """The k candidates of largest weight (ties: the earlier one), in their original order."""
+    best = sorted(candidates, key=lambda i: -weights[i])[:k]
+    return sorted(best)
+
+
+def derive_spec(fabric: Fabric, prune_cells: bool = True, prune_operations: bool = True, ops_topk: int = 1,
+                beta_threshold: float = 0.2, beta_topk: int = 1) -> Tuple[FabricSpec, dict]:
+    """The derived spec of a fabric (with its fixed mixing weights) and the search record it came from."""
+    spec = fabric.spec
+    betas, alphas = fabric_weights(fabric)
+    cells = []
+    for c in spec.cells:
+        w, idx = betas[c.name], list(range(len(c.inputs)))
+        keep = idx
+        if prune_cells:
+            keep = sorted({i for i in idx if w[i] > beta_threshold} | set(_top(w, idx, max(1, beta_topk))))
+        edges, op_weights = {}, {}
+        for e, ops in c.edges.items():
+            a = alphas[c.name][e]
+            mixed = fabric.cells[c.name].edges[str(e)]
+            zero = [i for i, o in enumerate(ops) if getattr(mixed.ops[o], "is_zero", False)]
+            real = [i for i in range(len(ops)) if i not in zero]
+            chosen = _top(a, real, min(ops_topk, len(real)) if prune_operations else len(real)) if real else zero
+            denom = sum(a[i] for i in chosen) + sum(a[i] for i in zero if i not in chosen)  # zero's share stays
+            edges[e] = [ops[i] for i in chosen]
+            op_weights[e] = [a[i] / denom for i in chosen]
+        total = sum(w[i] for i in keep)
+        cells.append(CellSpec(c.layer, c.scale, [c.inputs[i] for i in keep], list(c.input_nodes), edges,
+                              input_weights=[w[i] / total for i in keep], op_weights=op_weights))
+    # walk back from the outputs through the kept inputs (and same-scale input nodes): the rest is removed
+    derived = prune_unreachable(FabricSpec(spec.size_types, spec.factor, spec.ops, spec.hidden_states_num,
+                                           spec.input_nodes_num, spec.input_layer, spec.input_scales, cells,
+                                           spec.outputs))
+    derived.validate()
+    record = {"fabric": spec.to_dict(), "beta": betas,
+              "alpha": {name: {str(e): w for e, w in a.items()} for name, a in alphas.items()}}
+    return derived, record
+
+
+def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, attr = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = True, ops_topk: int = 1,  # noqa: N802
+          beta_threshold: float = 0.2, beta_topk: int = 1, *, cfg,
+          log_fn: Optional[Callable[[str], None]] = None) -> Tuple[nn.Module, dict]:
+    """(derived model, genotype) of a searched model. `cfg` supplies the genotype's run-level fields and the
+    input size at which the savings in FLOPs are measured; the report goes to `log_fn` (default: logging)."""
+    if ops_topk < 1:
+        raise ValueError(f"PRUNE.OPS_TOPK must be >= 1, got {ops_topk}")
+    core = unwrap(model)
+    derived = copy.deepcopy(core)
+    records = {}
+    for path, fabric in list(core.named_modules()):
+        if not isinstance(fabric, Fabric) or not is_searchable(fabric):
+            continue
+        spec, records[path] = derive_spec(fabric, prune_cells, prune_operations, ops_topk, beta_threshold, beta_topk)
+        new = Fabric(spec, fabric.in_channels, searchable=False)
+        missing = new.load_state_dict(fabric.state_dict(), strict=False).missing_keys
+        if missing:
+            raise RuntimeError(f"derived fabric {path} has weights the supernet lacks: {missing[:3]}")
+        ref = next(fabric.parameters(), None)
+        _replace(derived, path, new.to(ref.device if ref is not None else "cpu").train(fabric.training))
+    w, h = cfg.MODEL.INPUT_SIZE
+    shape = (1, 3, int(h), int(w))
+    stats = {"prune_cells": prune_cells, "prune_operations": prune_operations, "ops_topk": ops_topk,
+             "beta_threshold": beta_threshold, "beta_topk": beta_topk,
+             "params": {"supernet": count_params(core), "derived": count_params(derived)},
+             "flops": {"supernet": count_flops(core, shape), "derived": count_flops(derived, shape)}}
+    genotype = genotype_of(cfg, derived, search={"strategy": cfg.SEARCH.STRATEGY, "prune": stats,
+                                                 "fabrics": records})
+    (log_fn or logger.info)(prune_report(genotype))
+    return derived, genotype
+
+
+def prune_from_cfg(cfg, model: nn.Module, log_fn: Optional[Callable[[str], None]] = None) -> Tuple[nn.Module, dict]:
+    """`Prune` with the PRUNE.* settings of the config."""
+    p = cfg.PRUNE
+    return Prune(model, ops_topk=p.OPS_TOPK, beta_threshold=p.BETA_THRESHOLD, beta_topk=p.BETA_TOPK, cfg=cfg,
+                 log_fn=log_fn)
+
+
+def _pct(before: int, after: int) -> str:
+    return f"{(after - before) / before * 100:+.1f}%" if before else "n/a"
+
+
+def prune_report(g: dict) -> str:
+    """What the prune of a genotype removed and what it saves (from its "search" section)."""
+    search = g.get("search")
+    if not search:
+        return "genotype has no search record (nothing to report)"
+    s = search["prune"]
+    lines = [f"prune (ops_topk {s['ops_topk']}, beta_threshold {s['beta_threshold']}, beta_topk {s['beta_topk']}):"]
+    records = search_records(g)
+    for path, label, d in genotype_fabrics(g):
+        if path not in records:
+            continue
+        sup = FabricSpec.from_dict(records[path]["fabric"], path)
+        kept = {cell_name(c["layer"], c["scale"]): c for c in d["cells"]}
+        removed = [c.name for c in sup.cells if c.name not in kept]
+        dropped, ops = [], {}
+        for c in sup.cells:
+            k = kept.get(c.name)
+            if k is None:
+                continue
+            dropped += [f"{c.name}.{kind}" for kind in c.inputs if kind not in k["inputs"]]
+            for e, names in k["edges"].items():
+                ops.setdefault(f"e{e} {'+'.join(names)}", []).append(c.name)
+        op_text = "; ".join(f"{key} ({'all cells' if len(v) == len(kept) else ', '.join(v)})" for key, v in ops.items())
+        lines.append(f"  {label}: cells {len(sup.cells)} -> {len(kept)}"
+                     + (f", removed {', '.join(removed)}" if removed else "")
+                     + (f"; inputs dropped {', '.join(dropped)}" if dropped else "") + f"; ops {op_text}")
+    p, f = s["params"], s["flops"]
+    w, h = g["input_size"]
+    lines.append(f"  params {p['supernet'] / 1e6:.4f}M -> {p['derived'] / 1e6:.4f}M "
+                 f"({_pct(p['supernet'], p['derived'])}), FLOPs {f['supernet'] / 1e9:.4f}G -> "
+                 f"{f['derived'] / 1e9:.4f}G ({_pct(f['supernet'], f['derived'])}) at {w}x{h}")
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Graphviz pictures of the fabrics of a genotype: one cluster per fabric (searchable backbone, then each
+part), cells on a grid (layers left to right, scales top to bottom) labelled with their kept op(s) and
+alpha, input edges drawn with width and colour by softmaxed beta, and a legend.
+
+view "derived": only the kept cells and inputs. view "supernet" (needs the genotype's search record): every
+supernet cell and input, the pruned ones grey and dashed. Cell nodes carry the SVG id `cell-<fabric>-<name>`
+and class `cell kept` / `cell pruned`. Without the `dot` binary the `.dot` source is written instead, with
+the command that renders it.
+"""
+import os
+import shutil
+from typing import Dict, List, Optional, Tuple
+
+import graphviz
+
+from src.architecture.cell import SCALE_OFFSET, cell_name, edge_layout
+from src.architecture.genotype import genotype_fabrics, search_records
+
+VIEWS = ("derived", "supernet")
+FORMATS = ("svg", "png", "pdf")
+_RAMP = ((0.0, (198, 219, 239)), (0.33, (107, 174, 214)), (0.66, (33, 113, 181)), (1.0, (203, 24, 29)))
+_PRUNED = "#b0b0b0"
+
+
+def beta_colour(v: float) -> str:
+    """Light blue (0) -> dark blue -> red (1)."""
+    v = min(1.0, max(0.0, v))
+    for (a, ca), (b, cb) in zip(_RAMP, _RAMP[1:]):
+        if v <= b:
+            t = (v - a) / (b - a)
+            return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb))
+    return "#cb181d"
+
+
+def _edge_attrs(beta: Optional[float], pruned: bool) -> Dict[str, str]:
+    if pruned:
+        return {"style": "dashed", "color": _PRUNED, "penwidth": "0.8", "fontcolor": _PRUNED, "fontsize": "8",
+                **({"label": f"{beta:.2f}"} if beta is not None else {})}
+    if beta is None:  # a same-scale input node (not mixed by beta)
+        return {"style": "dotted", "color": "#555555", "penwidth": "1.0"}
+    return {"color": beta_colour(beta), "penwidth": f"{0.6 + 5 * beta:.2f}", "label": f"{beta:.2f}",
+            "fontsize": "8"}
+
+
+def _op_lines(cell: dict, sup: Optional[dict], alpha: Optional[dict], spec: dict) -> List[str]:
+    """One line per kept edge: its kept op(s) with the alpha that chose them (`sup`, `alpha`: the supernet
+    cell and its softmaxed alpha per edge, when the genotype has a search record)."""
+    layout = edge_layout(spec["input_nodes_num"], spec["hidden_states_num"])
+    lines = []
+    for e, ops in sorted(cell["edges"].items(), key=lambda kv: int(kv[0])):
+        if sup is not None:
+            values = dict(zip(sup["edges"][e], alpha[e]))
+        else:
+            values = dict(zip(ops, cell.get("op_weights", {}).get(e, [1.0 / len(ops)] * len(ops))))
+        text = " + ".join(f"{o} {values[o]:.2f}" for o in ops)
+        lines.append(text if len(layout) == 1 else f"e{e}: {text}")
+    return lines
+
+
+def _fabric_cluster(graph: graphviz.Digraph, idx: int, label: str, spec: dict, record: Optional[dict],
+                    view: str, sink: str) -> None:
+    rows = len(spec["size_types"])
+    kept = {cell_name(c["layer"], c["scale"]): c for c in spec["cells"]}
+    shown = record["fabric"] if view == "supernet" else spec
+    cells = {cell_name(c["layer"], c["scale"]): c for c in shown["cells"]}
+    sup = {cell_name(c["layer"], c["scale"]): c for c in record["fabric"]["cells"]} if record is not None else {}
+    first, last = spec["input_layer"], max(c["layer"] for c in cells.values())
+    node = {}
+    with graph.subgraph(name=f"cluster_{idx}") as cl:
+        cl.attr(label=label, style="rounded", color="#888888", fontname="Helvetica")
+        previous: List[str] = []
+        for layer in range(first, last + 1):
+            column = []
+            for s in range(rows):
+                nid = f"f{idx}_L{layer}_S{s}"
+                name = cell_name(layer, s)
+                if layer == first and s in spec["input_scales"]:
+                    cl.node(nid, f"input 1/{spec['size_types'][s]}", shape="box", style="filled",
+                            fillcolor="#eeeeee", fontname="Helvetica", fontsize="10")
+                    node[(layer, s)] = nid
+                elif name in cells:
+                    ok = name in kept
+                    text = "\\n".join([f"{name}  1/{spec['size_types'][s]}"]
+                                      + (_op_lines(kept[name], sup.get(name), record and record["alpha"][name],
+                                                   spec) if ok else ["pruned"]))
+                    attrs = ({"style": "filled,rounded", "fillcolor": "#dbe9f6", "color": "#2b5d8c"} if ok else
+                             {"style": "dashed,rounded", "color": _PRUNED, "fontcolor": _PRUNED})
+                    cl.node(nid, text, shape="box", fontname="Helvetica", fontsize="10",
+                            id=f"cell-{idx}-{name}", **{"class": "cell kept" if ok else "cell pruned"}, **attrs)
+                    node[(layer, s)] = nid
+                else:
+                    cl.node(nid, "", style="invis", width="1.6", height="0.5")
+                column.append(nid)
+            with cl.subgraph(name=f"col_{idx}_{layer}") as col:
+                col.attr(rank="same")
+                for nid in column:
+                    col.node(nid)
+                for a, b in zip(column, column[1:]):  # LR layouts stack a rank bottom-up: order coarse -> fine
+                    col.edge(b, a, style="invis")
+            for a, b in zip(previous, column):  # keep each scale on one row
+                cl.edge(a, b, style="invis", weight="20")
+            previous = column
+        for name, c in cells.items():
+            head = node[(c["layer"], c["scale"])]
+            derived = kept.get(name)
+            if record is not None:
+                betas = dict(zip(sup[name]["inputs"], record["beta"][name]))
+            else:
+                betas = dict(zip(c["inputs"], c.get("input_weights", [1.0 / len(c["inputs"])] * len(c["inputs"]))))
+            for kind in c["inputs"]:
+                src = node[(c["layer"] - 1, c["scale"] + SCALE_OFFSET[kind])]
+                pruned = derived is None or kind not in derived["inputs"]
+                cl.edge(src, head, **_edge_attrs(betas[kind], pruned))
+            for k in c["input_nodes"]:
+                if k > 0:
+                    cl.edge(node[(c["layer"] - 1 - k, c["scale"])], head, constraint="false",
+                            **_edge_attrs(None, derived is None))
+        for out in spec["outputs"]:
+            c = kept[out]
+            graph.edge(node[(c["layer"], c["scale"])], sink, color="#555555")
+
+
+def _legend(graph: graphviz.Digraph) -> None:
+    swatches = "".join(f'<TD BGCOLOR="{beta_colour(v)}" WIDTH="18"> </TD>' for v in (0.0, 0.25, 0.5, 0.75, 1.0))
+    html = ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2">'
+            '<TR><TD COLSPAN="6"><B>legend</B></TD></TR>'
+            f'<TR><TD ALIGN="LEFT">input edge: width, colour, label = softmaxed beta 0 to 1</TD>{swatches}</TR>'
+            '<TR><TD ALIGN="LEFT" COLSPAN="6">dotted edge: same-scale input node of an earlier layer</TD></TR>'
+            '<TR><TD ALIGN="LEFT" COLSPAN="6">cell: name, stride 1/s, kept op(s) with softmaxed alpha</TD></TR>'
+            '<TR><TD ALIGN="LEFT" COLSPAN="6"><FONT COLOR="#909090">grey dashed: pruned (supernet view)'
+            '</FONT></TD></TR></TABLE>>')
+    with graph.subgraph(name="cluster_legend") as lg:
+        lg.attr(label="", color="#cccccc")
+        lg.node("legend", html, shape="plaintext", fontname="Helvetica", fontsize="10")
+
+
+def fabric_graph(g: dict, view: str = "derived") -> graphviz.Digraph:
+    """The graphviz source of every fabric of a genotype."""
+    if view not in VIEWS:
+        raise ValueError(f"render view must be one of {VIEWS}, got '{view}'")
+    records = search_records(g)
+    fabrics: List[Tuple[str, str, dict]] = genotype_fabrics(g)
+    if not fabrics:
+        raise ValueError(f"genotype of model '{g['model']}' has no fabric to render")
+    if view == "supernet" and not all(path in records for path, _, _ in fabrics):
+        raise ValueError("the supernet view needs the genotype's search record (render --view derived instead)")
+    graph = graphviz.Digraph("fabricnas", graph_attr={"rankdir": "LR", "newrank": "true", "nodesep": "0.2",
+                                                      "ranksep": "0.5", "fontname": "Helvetica",
+                                                      "label": f"{g['model']} ({view} view)", "labelloc": "t"})
+    for idx, (path, label, spec) in reversed(list(enumerate(fabrics))):  # declared last = drawn on top
+        if path.startswith("parts."):
+            part = g["parts"][int(path.split(".")[1])]
+            sink = f"out_{idx}"
+            graph.node(sink, f"head\\n{len(part['joints'])} joints", shape="ellipse", fontname="Helvetica",
+                       fontsize="10")
+        else:
+            sink = f"out_{idx}"
+            graph.node(sink, "backbone maps\\n(to every part)", shape="ellipse", fontname="Helvetica",
+                       fontsize="10")
+        _fabric_cluster(graph, idx, label, spec, records.get(path), view, sink)
+    _legend(graph)
+    return graph
+
+
+def render_genotype(g: dict, out: str, view: str = "derived", log_fn=print) -> str:
+    """Write the picture to `out` (.svg, .png or .pdf); without `dot`, write `<out>.dot` and say how to render
+    it. Returns the path written."""
+    fmt = os.path.splitext(out)[1].lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"render output {out} must end in one of {', '.join('.' + f for f in FORMATS)}")
+    graph = fabric_graph(g, view)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if shutil.which("dot") is None:
+        path = os.path.splitext(out)[0] + ".dot"
+        _write(path, graph.source.encode())
+        log_fn(f"graphviz 'dot' not found: wrote {path}; render it with: dot -T{fmt} {path} -o {out}")
+        return path
+    _write(out, graph.pipe(format=fmt))
+    return out
+
+
+def _write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,45 @@
+"""What a search run leaves behind: the derived architecture and pictures of how it was chosen.
+
+`export_search_results(cfg, model, out_dir)` prunes the searched model with the PRUNE.* settings and writes
+`genotype.json` (first, so nothing else can lose it), `fabric.svg` / `fabric.png` (derived view),
+`fabric_supernet.svg`, `arch_values.png` (from the run's `arch_values.csv`, when there is one) and logs
+the prune report and a supernet-versus-derived comparison (params, FLOPs, CPU latency).
+"""
+import os
+from typing import Callable
+
+from torch import nn
+
+from src.architecture.arch_params import unwrap
+from src.architecture.genotype import genotype_fabrics, save_genotype
+from src.architecture.prune import prune_from_cfg
+from src.architecture.render import render_genotype
+from src.engine.checkpoint import load_model_weights
+from src.engine.model_report import compare_models
+from src.network_factory.registry import build_model
+from src.utils.arch_plot import plot_arch_values
+
+
+def genotype_from_checkpoint(cfg, ckpt_path: str, log_fn: Callable[[str], None] = print):
+    """(derived model, genotype) of the supernet of `cfg` with the weights and arch values of a checkpoint."""
+    model = build_model(cfg)
+    load_model_weights(model, ckpt_path)
+    return prune_from_cfg(cfg, model, log_fn)
+
+
+def export_search_results(cfg, model: nn.Module, out_dir: str, log_fn: Callable[[str], None] = print) -> dict:
+    """Prune -> genotype.json, fabric renders, arch-value plot, comparison. Returns {name: path or text}."""
+    core = unwrap(model)
+    derived, genotype = prune_from_cfg(cfg, core, log_fn)
+    out = {"genotype": save_genotype(genotype, os.path.join(out_dir, "genotype.json"))}
+    log_fn(f"derived architecture written to {out['genotype']} (retrain: train.py --cfg CFG --genotype "
+           f"{out['genotype']} --inherit {os.path.join(out_dir, 'last.pth')})")
+    if genotype_fabrics(genotype):
+        for key, name, view in (("fabric_svg", "fabric.svg", "derived"), ("fabric_png", "fabric.png", "derived"),
+                                ("fabric_supernet_svg", "fabric_supernet.svg", "supernet")):
+            out[key] = render_genotype(genotype, os.path.join(out_dir, name), view, log_fn)
+    if os.path.isfile(os.path.join(out_dir, "arch_values.csv")):
+        out["arch_values_png"] = plot_arch_values(out_dir)
+    out["comparison"] = compare_models(core, derived, cfg.MODEL.INPUT_SIZE)
+    log_fn(out["comparison"])
+    return out

@@ -1,0 +1,33 @@
+"""Write the genotype JSON of a search checkpoint (prune with the config's PRUNE.* settings).
+
+    python tools/export_genotype.py --cfg CFG --ckpt OUTPUT_DIR/last.pth --out genotype.json [KEY VALUE ...]
+
+Prints the prune report (what was removed, params and FLOPs saved).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.architecture.genotype import save_genotype  # noqa: E402
+from src.config.loader import load_config  # noqa: E402
+from src.engine.cli import run_cli  # noqa: E402
+from src.engine.search_outputs import genotype_from_checkpoint  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cfg", required=True, help="the search's config YAML")
+    p.add_argument("--ckpt", required=True, help="supernet checkpoint (e.g. OUTPUT_DIR/last.pth)")
+    p.add_argument("--out", default="genotype.json", help="genotype JSON to write")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (e.g. PRUNE.OPS_TOPK 2)")
+    args = p.parse_args(argv)
+    cfg = load_config(args.cfg, args.opts)
+    _, genotype = genotype_from_checkpoint(cfg, args.ckpt)
+    print(f"wrote {save_genotype(genotype, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,27 @@
+"""Plot the alpha and beta trajectories of a search run (one row per part, alpha left, beta right).
+
+    python tools/plot_arch_values.py --run OUTPUT_DIR [--out arch_values.png]
+
+Reads OUTPUT_DIR/arch_values.csv (op names from its config.yaml, part names from its genotype.json).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.engine.cli import run_cli  # noqa: E402
+from src.utils.arch_plot import plot_arch_values  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True, help="run directory holding arch_values.csv")
+    p.add_argument("--out", default="", help="PNG to write (default RUN/arch_values.png)")
+    args = p.parse_args(argv)
+    print(f"wrote {plot_arch_values(args.run, args.out or None)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
