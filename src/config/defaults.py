@@ -80,6 +80,7 @@ _C.MODEL.HR.WIDTHS = [18, 36, 72, 144]  # fixed width of branch b (stride 4 * 2^
 _C.MODEL.HR.STAGE_BLOCKS = [[1], [2, 2], [2, 2, 3], [2, 2, 3, 4], [2, 2, 3, 4]]  # per stage: parallel blocks per branch (a stage keeps or adds one branch)
 _C.MODEL.HR.KERNEL_SIZES = [3, 5, 7]  # depthwise kernel of each path of every searchable block
 _C.MODEL.HR.EXPAND_RATIO = 4.0  # hidden channels of each path = EXPAND_RATIO x block input width
+_C.MODEL.HR.GATE_INIT = 1.0  # initial gates (depthwise-BN scales, token gates); Adam moves them ~LR per step, so a small value (0.1) lets slimming reach PRUNE.THRESHOLD in short runs
 _C.MODEL.HR.TRANSFORMER_BLOCKS = []  # fnmatch patterns of block names carrying a token transformer, e.g. ["stages.4.parallel.*"]
 _C.MODEL.HR.TRANSFORMER_TOKENS = 16  # tokens of each transformer (pruned by their gates)
 _C.MODEL.HR.TRANSFORMER_GRID = 8  # feature maps are resized to GRID x GRID; token dim = GRID^2

@@ -1,0 +1,222 @@
+"""HR-NAS multi-branch supernet: stem to 1/4, then stages that each start with a fuse module and continue
+with parallel modules; branch b runs at stride 4 * 2^b with the fixed width `widths[b]`.
+
+- Fuse module of a stage: fused output i sums searchable blocks on inputs i-1 (stride 2), i (stride 1)
+  and i+1 (stride 1, then bilinear upsampling), then ReLU; a stage with one more branch than the previous
+  one creates it from the last fused output by one stride-2 block (+ ReLU). The i->i edge has an identity
+  skip when the widths match; cross-scale edges have no skip, so a dead one is removed exactly.
+- Parallel module: `stage_blocks[s][b]` stride-1 blocks (identity skip) on branch b.
+Every block is an `InvertedResidual`; its name is its module path (e.g. `stages.2.fuse.edges.1_2`,
+`stages.3.parallel.0.1`), the key of the genotype and of `MODEL.HR.TRANSFORMER_BLOCKS` patterns.
+
+Shrinking (`src/architecture/shrink.py`) may remove the top branches: a removed branch b returns its
+constant value (buffer `dead_branch_{b}`) at its usual size, so the output is always one map per branch.
+"""
+import fnmatch
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.architecture.arch_params import unwrap
+from src.architecture.inverted_residual import InvertedResidual, check_spec
+
+HR_FORMAT = "fabricnas.hr_supernet/1"
+DEFAULT_STAGE_BLOCKS = ((1,), (2, 2), (2, 2, 3), (2, 2, 3, 4), (2, 2, 3, 4))
+
+
+@torch.no_grad()
+def fill_gates(module: nn.Module, value: float) -> None:
+    """Set every gate of the blocks in `module` to `value`. The block's shared BN (resp. the transformer's
+    output BN and attention normalisation) make the function nearly invariant to a common gate scale, while
+    an optimizer like Adam moves a gate by about lr per step: a small value reaches the threshold sooner."""
+    for m in module.modules():
+        if isinstance(m, InvertedResidual):
+            for _, gate in m.gate_groups():
+                gate.fill_(value)
+
+
+class FuseModule(nn.Module):
+    """n_in maps -> n_out maps (n_out <= n_in + 1); `edges["j_i"]` maps input j to output i."""
+
+    def __init__(self, n_in: int, n_out: int, edges: Dict[str, InvertedResidual]):
+        super().__init__()
+        self.n_in, self.n_out = n_in, n_out
+        self.edges = nn.ModuleDict(edges)
+
+    def forward(self, xs: List[Tensor]) -> List[Tensor]:
+        outs = []
+        for i in range(min(self.n_in, self.n_out)):
+            total = 0
+            for j in (i - 1, i, i + 1):
+                if f"{j}_{i}" in self.edges:
+                    y = self.edges[f"{j}_{i}"](xs[j])
+                    if j > i:
+                        y = F.interpolate(y, size=xs[i].shape[-2:], mode="bilinear", align_corners=False)
+                    total = total + y
+            outs.append(torch.relu(total))
+        for i in range(self.n_in, self.n_out):
+            outs.append(torch.relu(self.edges[f"{i - 1}_{i}"](outs[i - 1])))
+        return outs
+
+
+class HRStage(nn.Module):
+    """A fuse module, then `parallel[b]` (a sequence of stride-1 blocks) on each branch b."""
+
+    def __init__(self, fuse: FuseModule, parallel: List[List[InvertedResidual]]):
+        super().__init__()
+        self.fuse = fuse
+        self.parallel = nn.ModuleList(nn.Sequential(*blocks) for blocks in parallel)
+
+    def forward(self, xs: List[Tensor]) -> List[Tensor]:
+        return [branch(x) for branch, x in zip(self.parallel, self.fuse(xs))]
+
+
+def check_stage_blocks(stage_blocks, widths) -> None:
+    counts = [len(s) for s in stage_blocks]
+    if not counts or counts[0] != 1:
+        raise ValueError(f"HR supernet: the first stage must have one branch (stage_blocks {stage_blocks})")
+    if any(b - a not in (0, 1) for a, b in zip(counts, counts[1:])):
+        raise ValueError(f"HR supernet: each stage keeps or adds one branch (stage_blocks {stage_blocks})")
+    if counts[-1] > len(widths):
+        raise ValueError(f"HR supernet: {counts[-1]} branches need {counts[-1]} widths, got {list(widths)}")
+    if any(not isinstance(n, int) or n < 0 for s in stage_blocks for n in s) or min(widths) < 1:
+        raise ValueError("HR supernet: block counts must be ints >= 0 and widths >= 1")
+
+
+class HRSupernet(nn.Module):
+    """Image -> one map per branch of the last stage (strides 4, 8, 16, 32); `.out_channels`.
+
+    Without `arch` every block has all `kernel_sizes`, each path round(expand_ratio * block input) hidden
+    channels, and `tokens` transformer tokens when its name matches a `transformer_blocks` pattern. With
+    `arch` (a genotype from `genotype()`) the blocks, edges and branches are exactly those it lists.
+    Gates start at `gate_init` (see `fill_gates`).
+    """
+
+    def __init__(self, stem_channels: int = 24, widths: Sequence[int] = (18, 36, 72, 144),
+                 stage_blocks: Sequence[Sequence[int]] = DEFAULT_STAGE_BLOCKS, kernel_sizes: Sequence[int] = (3, 5, 7),
+                 expand_ratio: float = 4.0, transformer_blocks: Sequence[str] = (), tokens: int = 16, grid: int = 8,
+                 gate_init: float = 1.0, arch: Optional[dict] = None):
+        super().__init__()
+        check_stage_blocks(stage_blocks, widths)
+        self.stem_channels, self.grid = stem_channels, grid
+        self.widths = [int(w) for w in widths[:len(stage_blocks[-1])]]
+        self.stage_blocks = [[int(n) for n in s] for s in stage_blocks]
+        self.out_channels = list(self.widths)
+        self.num_branches = len(self.widths) if arch is None else sum(arch["branches"])
+        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_channels),
+                                  nn.ReLU(), nn.Conv2d(stem_channels, stem_channels, 3, 2, 1, bias=False),
+                                  nn.BatchNorm2d(stem_channels), nn.ReLU())
+        built: List[str] = []
+
+        def block(name, inp, oup, stride, skip, optional=False) -> Optional[InvertedResidual]:
+            if arch is None:
+                hidden = max(1, int(round(expand_ratio * inp)))
+                use = any(fnmatch.fnmatchcase(name, p) for p in transformer_blocks)
+                built.append(name)
+                return InvertedResidual(inp, oup, stride, kernel_sizes, [hidden] * len(kernel_sizes), skip,
+                                        tokens if use else 0, grid)
+            spec = arch["blocks"].get(name)
+            if spec is None:
+                if optional:
+                    return None
+                raise ValueError(f"genotype lacks block '{name}'")
+            check_spec(spec, name, {"in": inp, "out": oup, "stride": stride, "skip": skip})
+            built.append(name)
+            return InvertedResidual.from_spec(spec, grid, name)
+
+        prev = [stem_channels]
+        stages = []
+        for s, counts in enumerate(self.stage_blocks):
+            n_in, n_out = min(len(prev), self.num_branches), min(len(counts), self.num_branches)
+            edges = {}
+            for i in range(min(n_in, n_out)):
+                for j in (i - 1, i, i + 1):
+                    if 0 <= j < n_in:
+                        skip = "identity" if j == i and prev[j] == self.widths[i] else "none"
+                        e = block(f"stages.{s}.fuse.edges.{j}_{i}", prev[j], self.widths[i], 2 if j < i else 1, skip,
+                                  optional=j != i)
+                        if e is not None:
+                            edges[f"{j}_{i}"] = e
+            for i in range(n_in, n_out):
+                edges[f"{i - 1}_{i}"] = block(f"stages.{s}.fuse.edges.{i - 1}_{i}", self.widths[i - 1], self.widths[i],
+                                              2, "none")
+            parallel = [[block(f"stages.{s}.parallel.{b}.{k}", self.widths[b], self.widths[b], 1, "identity")
+                         for k in range(counts[b])] for b in range(n_out)]
+            stages.append(HRStage(FuseModule(n_in, n_out, edges), parallel))
+            prev = self.widths[:len(counts)]
+        self.stages = nn.ModuleList(stages)
+        for b in range(self.num_branches, len(self.widths)):
+            self.register_buffer(f"dead_branch_{b}", torch.zeros(self.widths[b]))
+        for pattern in transformer_blocks if arch is None else ():
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in built):
+                raise ValueError(f"transformer block pattern '{pattern}' matches no block (e.g. '{built[-1]}')")
+        fill_gates(self, gate_init)
+        if arch is not None:
+            unknown = sorted(set(arch["blocks"]) - set(built))
+            if unknown:
+                raise ValueError(f"genotype block '{unknown[0]}' is not part of this network")
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        xs = [self.stem(x)]
+        for stage in self.stages:
+            xs = stage(xs)
+        for b in range(self.num_branches, len(self.widths)):
+            h, w = xs[-1].shape[-2:]
+            const = getattr(self, f"dead_branch_{b}").view(1, -1, 1, 1)
+            xs.append(const.expand(x.shape[0], -1, -(-h // 2), -(-w // 2)).contiguous())
+        return xs
+
+    def named_blocks(self) -> Iterator[Tuple[str, InvertedResidual]]:
+        for name, m in self.named_modules():
+            if isinstance(m, InvertedResidual):
+                yield name, m
+
+    def named_gates(self) -> Iterator[Tuple[str, nn.Parameter]]:
+        for name, m in self.named_blocks():
+            for gname, g in m.named_gates():
+                yield f"{name}.{gname}", g
+
+    def genotype(self) -> dict:
+        return {"format": HR_FORMAT, "stem_channels": self.stem_channels, "widths": list(self.widths),
+                "stage_blocks": [list(s) for s in self.stage_blocks], "grid": self.grid,
+                "branches": [b < self.num_branches for b in range(len(self.widths))],
+                "blocks": {name: m.spec() for name, m in self.named_blocks()}}
+
+    @classmethod
+    def from_genotype(cls, g: dict) -> "HRSupernet":
+        check_hr_genotype(g)
+        return cls(g["stem_channels"], g["widths"], g["stage_blocks"], grid=g["grid"], arch=g)
+
+
+def check_hr_genotype(g) -> None:
+    """Raise ValueError naming the field when `g` is not an HR supernet genotype."""
+    if not isinstance(g, dict):
+        raise ValueError(f"HR genotype must be a mapping, got {type(g).__name__}")
+    if g.get("format") != HR_FORMAT:
+        raise ValueError(f"HR genotype field 'format' is {g.get('format')!r}, expected '{HR_FORMAT}'")
+    for key, kind in (("stem_channels", int), ("widths", list), ("stage_blocks", list), ("grid", int),
+                      ("branches", list), ("blocks", dict)):
+        if not isinstance(g.get(key), kind):
+            raise ValueError(f"HR genotype field '{key}' must be a {kind.__name__}, got {g.get(key)!r}")
+    if not all(isinstance(s, list) for s in g["stage_blocks"]):
+        raise ValueError("HR genotype field 'stage_blocks' must be a list of lists of block counts")
+    branches = g["branches"]
+    n = sum(1 for b in branches if b is True)
+    if len(branches) != len(g["widths"]) or not n or branches != [True] * n + [False] * (len(branches) - n) \
+            or len(branches) != len(g["stage_blocks"][-1]):
+        raise ValueError(f"HR genotype field 'branches' must be one bool per last-stage branch, kept ones first "
+                         f"(got {branches})")
+    try:
+        check_stage_blocks(g["stage_blocks"], g["widths"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"HR genotype field 'stage_blocks': {exc}") from None
+
+
+def hr_genotype(model: nn.Module) -> dict:
+    """JSON-able genotype of an HR supernet or of a model built around one (anything with `genotype()`)."""
+    core = unwrap(model)
+    if not hasattr(core, "genotype"):
+        raise ValueError(f"{type(core).__name__} has no HR genotype")
+    return core.genotype()

@@ -1,0 +1,135 @@
+"""Searchable multi-kernel inverted-residual block (HR-NAS).
+
+Parallel kernel paths, each of its own hidden width h_k:
+    1x1 (inp -> h_k) BN ReLU -> k x k depthwise (carries the stride) BN ReLU -> 1x1 (h_k -> oup),
+summed, then one shared BN; plus the skip ("identity", "conv" = grouped 1x1 with the stride + BN, or
+"none"), plus an optional token transformer on the residual path, plus `folded_bias` (a buffer holding the
+constant output of parts removed by shrinking; zero in a fresh supernet).
+
+Gates: the BN scale after each depthwise conv (one gate group per kernel path) and the transformer's
+token gates. A block without paths is its skip (+ folded_bias): depth is searched implicitly.
+"""
+import math
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from src.architecture.transformer import TokenTransformer
+
+SKIPS = ("identity", "conv", "none")
+
+
+class KernelPath(nn.Module):
+    """One kernel path; its hidden channels are the atomic units of slimming (gate: `dw_bn.weight`)."""
+
+    def __init__(self, inp: int, hidden: int, oup: int, kernel_size: int, stride: int):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel size must be odd and positive, got {kernel_size}")
+        self.kernel_size = kernel_size
+        self.expand = nn.Conv2d(inp, hidden, 1, bias=False)
+        self.expand_bn = nn.BatchNorm2d(hidden)
+        self.dw = nn.Conv2d(hidden, hidden, kernel_size, stride, kernel_size // 2, groups=hidden, bias=False)
+        self.dw_bn = nn.BatchNorm2d(hidden)
+        self.project = nn.Conv2d(hidden, oup, 1, bias=False)
+
+    @property
+    def hidden(self) -> int:
+        return self.dw_bn.num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.relu(self.expand_bn(self.expand(x)))
+        return self.project(torch.relu(self.dw_bn(self.dw(x))))
+
+
+class InvertedResidual(nn.Module):
+    """inp -> oup with `stride`; `channels[i]` hidden channels on the path of kernel `kernel_sizes[i]`."""
+
+    def __init__(self, inp: int, oup: int, stride: int, kernel_sizes: Sequence[int], channels: Sequence[int],
+                 skip: str = "identity", tokens: int = 0, grid: int = 8):
+        super().__init__()
+        if skip not in SKIPS:
+            raise ValueError(f"unknown skip '{skip}' (one of {', '.join(SKIPS)})")
+        if skip == "identity" and (stride != 1 or inp != oup):
+            raise ValueError(f"identity skip needs stride 1 and inp == oup (got {inp}->{oup}, stride {stride})")
+        if len(kernel_sizes) != len(channels) or any(c < 1 for c in channels):
+            raise ValueError(f"kernel_sizes {list(kernel_sizes)} and channels {list(channels)} must pair up, "
+                             "with at least one channel per path")
+        self.inp, self.oup, self.stride, self.skip_kind = inp, oup, stride, skip
+        self.paths = nn.ModuleList(KernelPath(inp, c, oup, k, stride) for k, c in zip(kernel_sizes, channels))
+        self.bn = nn.BatchNorm2d(oup) if len(self.paths) else None
+        if skip == "conv":
+            self.skip = nn.Sequential(nn.Conv2d(inp, oup, 1, stride, groups=math.gcd(inp, oup), bias=False),
+                                      nn.BatchNorm2d(oup))
+        else:
+            self.skip = nn.Identity() if skip == "identity" else None
+        self.transformer = TokenTransformer(inp, oup, tokens, grid) if tokens > 0 else None
+        self.register_buffer("folded_bias", torch.zeros(oup))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out_hw = (-(-x.shape[-2] // self.stride), -(-x.shape[-1] // self.stride))
+        terms = [self.bn(sum(path(x) for path in self.paths))] if len(self.paths) else []
+        if self.skip is not None:
+            terms.append(self.skip(x))
+        if self.transformer is not None:
+            terms.append(self.transformer(x, out_hw))
+        out = sum(terms) if terms else x.new_zeros(x.shape[0], self.oup, *out_hw)
+        return out + self.folded_bias.view(1, -1, 1, 1)
+
+    # -- slimming protocol
+    def gate_groups(self) -> List[Tuple[str, nn.Parameter]]:
+        """(kind, gate vector) per group: one "channel" group per path, then the "token" group."""
+        groups = [("channel", path.dw_bn.weight) for path in self.paths]
+        if self.transformer is not None:
+            groups.append(("token", self.transformer.gate))
+        return groups
+
+    def named_gates(self) -> Iterator[Tuple[str, nn.Parameter]]:
+        for i, path in enumerate(self.paths):
+            yield f"paths.{i}.dw_bn.weight", path.dw_bn.weight
+        if self.transformer is not None:
+            yield "transformer.gate", self.transformer.gate
+
+    @property
+    def inert(self) -> bool:
+        """True when the output no longer depends on the input beyond the skip (no path, no transformer)."""
+        return not len(self.paths) and self.transformer is None
+
+    def spec(self) -> Dict:
+        """JSON-able description (the per-block entry of a genotype)."""
+        return {"in": self.inp, "out": self.oup, "stride": self.stride, "skip": self.skip_kind,
+                "kernels": [p.kernel_size for p in self.paths], "channels": [p.hidden for p in self.paths],
+                "tokens": 0 if self.transformer is None else self.transformer.tokens}
+
+    @classmethod
+    def from_spec(cls, spec: Dict, grid: int = 8, name: str = "block") -> "InvertedResidual":
+        check_spec(spec, name)
+        return cls(spec["in"], spec["out"], spec["stride"], spec["kernels"], spec["channels"], spec["skip"],
+                   spec["tokens"], grid)
+
+
+def check_spec(spec, name: str, expect: Optional[Dict] = None) -> None:
+    """Raise ValueError naming the block and field when `spec` is malformed or differs from `expect`."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"genotype block '{name}' must be a mapping, got {type(spec).__name__}")
+    for key in ("in", "out", "stride", "skip", "kernels", "channels", "tokens"):
+        if key not in spec:
+            raise ValueError(f"genotype block '{name}' lacks field '{key}'")
+    for key in ("in", "out", "stride", "tokens"):
+        if not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 0:
+            raise ValueError(f"genotype block '{name}': field '{key}' must be a non-negative int, got {spec[key]!r}")
+    if spec["skip"] not in SKIPS:
+        raise ValueError(f"genotype block '{name}': field 'skip' must be one of {SKIPS}, got {spec['skip']!r}")
+    for key in ("kernels", "channels"):
+        values = spec[key]
+        if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                   for v in values):
+            raise ValueError(f"genotype block '{name}': field '{key}' must be a list of positive ints, got {values!r}")
+    if len(spec["kernels"]) != len(spec["channels"]):
+        raise ValueError(f"genotype block '{name}': fields 'kernels' and 'channels' differ in length")
+    if any(k % 2 == 0 for k in spec["kernels"]):
+        raise ValueError(f"genotype block '{name}': field 'kernels' must hold odd sizes, got {spec['kernels']}")
+    for key, value in (expect or {}).items():
+        if spec[key] != value:
+            raise ValueError(f"genotype block '{name}': field '{key}' is {spec[key]!r}, the network needs {value!r}")
