@@ -9,13 +9,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.architecture.arch_params import is_arch_name, unwrap
+from src.architecture.arch_params import is_arch_name
+from src.architecture.genotype import genotype_of
 from src.config.loader import save_config
 from src.engine.checkpoint import load_checkpoint, save_checkpoint
 from src.engine.pose_task import build_task
 from src.engine.run_log import RunLog
 from src.engine.search_outputs import export_search_results
+from src.network_factory.from_genotype import build_from_genotype
 from src.search.base import NonFiniteError
+from src.search.slimming import build_slimmer
 from src.search.split import SplitSampler, bilevel_split
 from src.search.strategies import build_strategy
 from src.utils import distributed as dist_utils
@@ -64,19 +67,30 @@ class Trainer:
         self.task = build_task(cfg)
         self.train_set = self.task.build_dataset("train")
         self.val_set = self.task.build_dataset("val") if self.main else None
-        self.core = model.to(self.device)
-        self.model = self.core
-        if self.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
-        self.strategy = build_strategy(cfg, self.model, self.task.criterion)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.strategy.weight_optimizer, lambda e: lr_factor(cfg, e))
-        self._build_loaders()
-        self.start_epoch, self.step, self.best = 0, 0, -float("inf")
         self.last_path = os.path.join(self.out_dir, "last.pth")
         self.best_path = os.path.join(self.out_dir, "best.pth")
-        if resume:
-            self._resume()
+        resume_state = self._load_resume_state() if resume else None
+        if resume_state is not None and "genotype" in resume_state:  # shrunk by slimming: rebuild what was left
+            model = build_from_genotype(cfg, resume_state["genotype"])
+        self.core = model.to(self.device)
+        self.slimmer = build_slimmer(cfg, self.core)
+        self.model = self._wrap()
+        self.strategy = build_strategy(cfg, self.model, self.criterion)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.strategy.weight_optimizer, lambda e: lr_factor(cfg, e))
+        self._build_loaders()
+        self.start_epoch, self.step, self.best, self.shrunk = 0, 0, -float("inf"), False
+        if resume_state is not None:
+            self._resume(resume_state)
+
+    def _wrap(self):
+        if not self.distributed:
+            return self.core
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
+
+    def criterion(self, output, batch):
+        loss = self.task.criterion(output, batch)
+        return loss + self.slimmer.penalty() if self.slimmer is not None else loss
 
     # ------------------------------------------------------------------ data
     def _build_loaders(self):
@@ -102,14 +116,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch_done: int) -> dict:
-        return {"model": self.core.state_dict(), "strategy": self.strategy.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": epoch_done, "step": self.step, "best": self.best}
+        state = {"model": self.core.state_dict(), "strategy": self.strategy.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": epoch_done, "step": self.step, "best": self.best}
+        if self.slimmer is not None:
+            state["slimmer"] = self.slimmer.state_dict()
+            if self.shrunk:
+                state["genotype"] = genotype_of(self.cfg, self.core)
+        return state
 
-    def _resume(self):
+    def _load_resume_state(self) -> dict:
         if not os.path.isfile(self.last_path):
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {self.last_path}")
-        state = load_checkpoint(self.last_path)
+        return load_checkpoint(self.last_path)
+
+    def _resume(self, state: dict):
+        self.shrunk = "genotype" in state
         self.core.load_state_dict(state["model"])
+        if self.slimmer is not None:
+            self.slimmer.load_state_dict(state["slimmer"])
         self.strategy.load_state_dict(state["strategy"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), float(state["best"])
@@ -123,9 +147,10 @@ class Trainer:
         try:
             while epoch < cfg.TRAIN.EPOCHS:
                 out_of_time = self._train_epoch(epoch, t0, budget)
+                last = epoch + 1 == cfg.TRAIN.EPOCHS or out_of_time
+                self._slim(epoch, last)
                 epoch += 1
                 self.scheduler.step()
-                last = epoch == cfg.TRAIN.EPOCHS or out_of_time
                 score = None
                 if last or epoch % cfg.TRAIN.EVAL_INTERVAL == 0:
                     score = self.evaluate(epoch)
@@ -161,7 +186,10 @@ class Trainer:
         lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
         for it in bar:
             batches = [to_device(b, self.device) for b in next(iters)]
+            rho = self.slimmer.update_rho(epoch + it / n_iter) if self.slimmer is not None else None
             stats = self.strategy.step(batches[0], batches[1] if len(batches) > 1 else None, arch_active=arch_active)
+            if rho is not None:
+                stats["rho"] = rho
             self.step += 1
             bar.set_postfix(loss=f"{stats['loss']:.5f}", refresh=False)
             if "arch_loss" in stats:
@@ -175,6 +203,20 @@ class Trainer:
             if budget > 0 and time.time() - t0 > budget:
                 return True
         return False
+
+    def _slim(self, epoch: int, last: bool) -> None:
+        """Slimming: physically shrink at PRUNE.INTERVAL and at the end; re-wrap DDP on a new structure."""
+        if self.slimmer is None:
+            return
+        opt = self.strategy.weight_optimizer
+        stats = self.slimmer.shrink(opt) if last else self.slimmer.maybe_shrink(epoch, opt)
+        if stats is None:
+            return
+        self.shrunk = True
+        self.model = self._wrap()
+        self.strategy.model = self.model
+        self.log.info(f"epoch {epoch} shrink: FLOPs {stats['flops_before'] / 1e6:.2f}M -> {stats['flops'] / 1e6:.2f}M; "
+                      + self.slimmer.report().replace("\n", ";"))
 
     def print_arch(self) -> None:
         table = getattr(self.core, "arch_table", None)

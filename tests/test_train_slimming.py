@@ -1,0 +1,36 @@
+import torch
+
+from src.config.loader import load_config
+from src.engine.checkpoint import load_checkpoint
+from src.engine.trainer import Trainer, seed_all
+from src.network_factory.registry import build_model
+from tests.conftest import ROOT, tiny_train_opts
+
+CFG = str(ROOT / "configs/synthetic_hrnas_dense.yaml")
+TINY_HR = {"MODEL.HR.STEM_CHANNELS": 8, "MODEL.HR.WIDTHS": "[4, 8, 12, 16]", "MODEL.HR.LAST_CHANNEL": 8,
+           "MODEL.HR.TRANSFORMER_TOKENS": 4, "PRUNE.INTERVAL": 1, "PRUNE.WARMUP_EPOCHS": 0.0,
+           "PRUNE.THRESHOLD": 0.05, "PRUNE.TARGET_FLOPS": 0.0, "MODEL.HR.GATE_INIT": 0.1, "TRAIN.EPOCHS": 2}
+
+
+def make(root, out, resume=False, **extra):
+    cfg = load_config(CFG, tiny_train_opts(root, out, **{**TINY_HR, **extra}))
+    seed_all(cfg.SEED)
+    return Trainer(cfg, build_model(cfg), resume=resume)
+
+
+def test_slimming_shrinks_during_training_and_resumes_the_shrunk_network(tiny_synthetic, tmp_path):
+    out = tmp_path / "slim"
+    trainer = make(tiny_synthetic, out)
+    params_before = sum(p.numel() for p in trainer.core.parameters())
+    with torch.no_grad():  # kill half of every gate so that the first shrink has work to do
+        for g in trainer.slimmer.groups:
+            if g.kind == "channel":
+                g.gate.data[: g.gate.numel() // 2] = 0.0
+    trainer.fit()
+    params_after = sum(p.numel() for p in trainer.core.parameters())
+    assert params_after < params_before
+    state = load_checkpoint(str(out / "last.pth"))
+    assert "genotype" in state and "slimmer" in state
+    resumed = make(tiny_synthetic, out, resume=True, **{"TRAIN.EPOCHS": 3})
+    assert sum(p.numel() for p in resumed.core.parameters()) == params_after
+    resumed.fit()
