@@ -132,3 +132,5 @@ class UpsampleConnect(nn.Module):
 
 
 CONNECTIONS = {"same": SameConnect, "finer": ReduceConnect, "coarser": UpsampleConnect}
+
+import src.architecture.hrt_block  # noqa: E402,F401  (registers the "hrt_window_attention" operation)
