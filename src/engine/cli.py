@@ -27,7 +27,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", required=True, help="experiment YAML (see configs/)")
     parser.add_argument("--genotype", default="", help="build the derived network described by this genotype JSON")
     parser.add_argument("--param_flop", action="store_true", help="print parameters and FLOPs of the model (and per part)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    parser.epilog = "Trailing KEY VALUE pairs override config keys (yacs), e.g. TRAIN.EPOCHS 5."
 
 
 def train_args(argv=None):
@@ -38,7 +38,17 @@ def train_args(argv=None):
     p.add_argument("--show_arch_value", action="store_true", help="print softmaxed alpha/beta tables while searching")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pth exactly")
     p.add_argument("--inherit", default="", help="with --genotype: start from this supernet checkpoint's weights")
-    return p.parse_args(argv)
+    return _parse(p, argv)
+
+
+def _parse(parser: argparse.ArgumentParser, argv):
+    """Options anywhere; every other word is a KEY VALUE override."""
+    args, rest = parser.parse_known_args(argv)
+    unknown = [w for w in rest if w.startswith("--") and w != "--"]
+    if unknown:
+        parser.error(f"unknown option {unknown[0]}")
+    args.opts = [w for w in rest if w != "--"]
+    return args
 
 
 def test_args(argv=None):
@@ -49,11 +59,8 @@ def test_args(argv=None):
     p.add_argument("--use-dt", "--use_dt", dest="use_dt", action="store_true", help="person boxes from DATASET.DET_FILE")
     p.add_argument("--margin", type=float, default=None, help="box margin (default DATASET.MARGIN)")
     p.add_argument("--visualize", action="store_true", help="write PNGs of predicted keypoints and skeletons")
-    return p.parse_args(argv)
+    return _parse(p, argv)
 
 
 def config_from(args, extra=()):
-    opts = list(args.opts or [])
-    if opts and opts[0] == "--":
-        opts = opts[1:]
-    return load_config(args.cfg, opts + list(extra))
+    return load_config(args.cfg, list(args.opts) + list(extra))
