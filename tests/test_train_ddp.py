@@ -23,7 +23,8 @@ def _worker(rank, world, store, root, out):
         seed_all(cfg.SEED + rank)  # different init per rank: DDP must broadcast rank 0's weights
         trainer = Trainer(cfg, build_model(cfg))
         trainer.fit()
-        torch.save(trainer.core.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+        params = {k: v.detach() for k, v in trainer.core.named_parameters()}  # BN stats sync at the next forward
+        torch.save(params, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 

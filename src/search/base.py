@@ -1,13 +1,19 @@
-"""The interface every search strategy implements, and the weight optimizer they share.
+"""The interface every search strategy implements, and the pieces they share.
 
 A strategy owns both optimizers and does one training iteration in `step`:
 
     strategy = build_strategy(cfg, model, criterion)     # src/search/strategies.py
-    stats = strategy.step(weight_batch, arch_batch, arch_active=epoch >= warm-up)
+    stats = strategy.step(weight_batch, arch_batch, arch_active=epoch >= cfg.SEARCH.WARMUP_EPOCHS)
 
 `model` may be wrapped in DDP; `unwrap(model)` has `arch_parameters()` / `weight_parameters()`.
-`criterion(output, batch) -> scalar loss`; the network input is `batch["image"]`.
+`criterion(output, batch) -> scalar loss`; the network input is `batch["image"]`. `step` returns
+`{"loss": weight-batch loss}` plus `arch_loss` / `arch_grad_norm` when an arch step ran (local values
+of this rank). Strategies with `uses_arch_split` need an arch batch whenever `arch_active`.
+
+Arch steps run forwards in train mode (batch statistics, as DARTS) on the unwrapped model inside
+`preserved_buffers`, so they never change a weight nor a BN running statistic.
 """
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import torch
@@ -17,16 +23,27 @@ from src.architecture.arch_params import unwrap
 
 
 def build_weight_optimizer(cfg, params) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+    """TRAIN.OPTIMIZER over `params` (tensors, or param-group dicts that may override lr / weight_decay)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        groups = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in params]
+    else:
+        groups = [{"params": [p for p in params if p.requires_grad]}]
     name = cfg.TRAIN.OPTIMIZER.lower()
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WD)
+        return torch.optim.Adam(groups, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WD)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WD)
+        return torch.optim.AdamW(groups, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WD)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
+        return torch.optim.SGD(groups, lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
                                weight_decay=cfg.TRAIN.WD, nesterov=cfg.TRAIN.MOMENTUM > 0)
     raise ValueError(f"unknown TRAIN.OPTIMIZER '{cfg.TRAIN.OPTIMIZER}' (adam, adamw, sgd)")
+
+
+def build_arch_optimizer(cfg, params) -> torch.optim.Optimizer:
+    """Adam over the arch parameters with SEARCH.ARCH_LR / ARCH_BETAS / ARCH_WD (L2, as DARTS)."""
+    return torch.optim.Adam(list(params), lr=cfg.SEARCH.ARCH_LR, betas=tuple(cfg.SEARCH.ARCH_BETAS),
+                            weight_decay=cfg.SEARCH.ARCH_WD)
 
 
 class NonFiniteError(RuntimeError):
@@ -35,14 +52,29 @@ class NonFiniteError(RuntimeError):
 
 def check_finite(value: torch.Tensor, what: str) -> None:
     if not torch.isfinite(value).all():
-        raise NonFiniteError(f"non-finite {what} ({value.detach().flatten()[:4].tolist()}); stopping, last good checkpoint kept")
+        raise NonFiniteError(f"non-finite {what} ({value.detach().flatten()[:4].tolist()}); "
+                             "stopping, last good checkpoint kept")
+
+
+@contextmanager
+def preserved_buffers(module: nn.Module):
+    """Run auxiliary forwards without changing any buffer (BN running stats, num_batches_tracked)."""
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
 
 
 class SearchStrategy:
-    """Base: plain weight training with frozen arch parameters (the `none` strategy)."""
+    """Base: plain weight training with frozen arch parameters (the `none` strategy: uniform, zero logits)."""
 
     name = "none"
-    uses_arch_split = False  # True: the engine feeds a batch of the arch split to every step
+    uses_arch_split = False  # True: the engine feeds a batch of the arch split to every arch-active step
+    trains_arch = False  # arch parameters change (through either optimizer)
+    arch_in_weight_optimizer = False  # True only for `sync`: one optimizer over weights and arch
 
     def __init__(self, cfg, model: nn.Module, criterion):
         self.cfg = cfg
@@ -51,28 +83,44 @@ class SearchStrategy:
         self.criterion = criterion
         self.arch_optimizer: Optional[torch.optim.Optimizer] = None
         for p in self.core.arch_parameters():
-            p.requires_grad_(self.trains_arch_with_weights())
+            # A DDP wrapper fixed its gradient set at construction: frozen arch params keep
+            # requires_grad there (their gradients are dropped); on a plain model they need none.
+            if self.trains_arch or self.model is self.core:
+                p.requires_grad_(self.trains_arch)
+        if not self.trains_arch:
+            self.init_arch_values()
         self.weight_optimizer = build_weight_optimizer(cfg, self.weight_optimizer_params())
 
-    # -- what the weight optimizer holds
-    def trains_arch_with_weights(self) -> bool:
-        return False
+    def init_arch_values(self) -> None:
+        """Frozen strategies set their arch values here; `none`: every logit 0 (uniform mixture)."""
+        with torch.no_grad():
+            for p in self.core.arch_parameters():
+                p.zero_()
 
     def weight_optimizer_params(self):
         return self.core.weight_parameters()
 
     # -- one iteration
     def weight_step(self, batch) -> Dict[str, float]:
+        """Forward/backward through `self.model` (DDP all-reduces the weight grads), then step."""
         self.model.train()
         self.weight_optimizer.zero_grad(set_to_none=True)
         output = self.model(batch["image"])
         loss = self.criterion(output, batch)
         check_finite(loss, "training loss")
         loss.backward()
-        if self.cfg.TRAIN.GRAD_CLIP > 0:
-            torch.nn.utils.clip_grad_norm_(self.weight_optimizer_params(), self.cfg.TRAIN.GRAD_CLIP)
-        self.weight_optimizer.step()
+        self.apply_weight_grads()
         return {"loss": loss.item()}
+
+    def apply_weight_grads(self) -> None:
+        """Clip (TRAIN.GRAD_CLIP) and step the weight optimizer on the `.grad`s in place; drop arch grads."""
+        if self.cfg.TRAIN.GRAD_CLIP > 0:
+            params = [p for g in self.weight_optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.GRAD_CLIP)
+        self.weight_optimizer.step()
+        if not self.arch_in_weight_optimizer:
+            for p in self.core.arch_parameters():
+                p.grad = None
 
     def step(self, weight_batch, arch_batch=None, arch_active: bool = True) -> Dict[str, float]:
         return self.weight_step(weight_batch)
@@ -85,6 +133,8 @@ class SearchStrategy:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or "weight_optimizer" not in state:
+            raise ValueError("search strategy state is not a dict with a 'weight_optimizer' entry")
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         if self.arch_optimizer is not None and "arch_optimizer" in state:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])

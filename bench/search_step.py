@@ -1,0 +1,116 @@
+"""Seconds per iteration and peak memory of every search strategy; prints JSON.
+
+    .venv/bin/python bench/search_step.py [--cfg configs/synthetic_search_demo.yaml] [--iters 2] [--threads 1]
+
+Configs: (a) `demo` = --cfg (default configs/synthetic_search_demo.yaml; built-in settings while it does
+not exist), (b) `mobilenet_v2_cnf3_256x192_b8` = part_cnf, MobileNet-V2 backbone, 3 CNFs, 256x192, batch 8.
+Strategies: the five, plus `second_order_gradient:exact` (SEARCH.HESSIAN exact).
+Each (config, strategy) runs in its own process on random batches of the config's shape (weight and arch
+batch both TRAIN.BATCH_SIZE): one untimed warm-up iteration, then `--iters` timed ones (arch active).
+`sec_per_iter` is the best (min) wall time of one `strategy.step`; `cpu_sec_per_iter` its best process
+CPU time (with one thread the same on an idle machine, but steadier on a shared one). `peak_rss_mb` is
+the growth of the process's peak resident set (getrusage ru_maxrss) over the warm-up and timed steps,
+above the peak reached after building the model and the batches: the extra memory a step needs
+(activations, gradients, optimizer state, unrolled weights). `second_over_first` = demo second-order
+(finite difference) / first-order CPU seconds (`second_over_first_wall`: the same from wall time).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STRATEGIES = ["none", "random", "sync", "first_order_gradient", "second_order_gradient",
+              "second_order_gradient:exact"]  # NAME[:SEARCH.HESSIAN]
+DEMO_CFG = "configs/synthetic_search_demo.yaml"
+DEMO_FALLBACK = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
+                 "MODEL.INPUT_SIZE", "[96, 128]", "TRAIN.BATCH_SIZE", "16"]
+MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
+                  "MODEL.INPUT_SIZE", "[192, 256]", "TRAIN.BATCH_SIZE", "8"]
+
+
+def _worker(spec: dict) -> dict:
+    sys.path.insert(0, ROOT)
+    import torch
+    from src.config.loader import load_config
+    from src.network_factory.registry import build_model
+    from src.search.strategies import build_strategy
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    name, _, hessian = spec["strategy"].partition(":")
+    opts = spec["opts"] + ["SEARCH.STRATEGY", name] + (["SEARCH.HESSIAN", hessian] if hessian else [])
+    cfg = load_config(spec["cfg"], opts)
+    model = build_model(cfg)
+    width, height = cfg.MODEL.INPUT_SIZE
+    stride, n = cfg.MODEL.HEATMAP_STRIDE, cfg.TRAIN.BATCH_SIZE
+
+    def batch(seed):
+        g = torch.Generator().manual_seed(seed)
+        return {"image": torch.randn(n, 3, height, width, generator=g),
+                "target": torch.rand(n, cfg.MODEL.NUM_JOINTS, height // stride, width // stride, generator=g),
+                "target_weight": torch.ones(n, cfg.MODEL.NUM_JOINTS)}
+
+    def criterion(output, b):
+        return 0.5 * ((output - b["target"]) ** 2 * b["target_weight"][..., None, None]).mean()
+
+    strategy = build_strategy(cfg, model, criterion)
+    batches = [(batch(2 * i), batch(2 * i + 1)) for i in range(spec["iters"] + 1)]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    wall, cpu = [], []
+    for weight_batch, arch_batch in batches:
+        t0, c0 = time.perf_counter(), time.process_time()
+        strategy.step(weight_batch, arch_batch, arch_active=True)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"sec_per_iter": round(min(wall[1:]), 4),
+            "cpu_sec_per_iter": round(min(cpu[1:]), 4),
+            "peak_rss_mb": round((rss_after - rss_before) / 1024, 1),
+            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+            "batch": n, "input": [width, height]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cfg", default=DEMO_CFG, help="demo config (built-in settings when the file is missing)")
+    parser.add_argument("--iters", type=int, default=2, help="timed iterations per strategy")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    parser.add_argument("--skip-mobilenet", action="store_true", help="only the demo config")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(json.loads(args.worker))))
+        return
+
+    demo_path = os.path.join(ROOT, args.cfg)
+    configs = {"demo": (args.cfg, []) if os.path.isfile(demo_path) else ("", DEMO_FALLBACK)}
+    if not args.skip_mobilenet:
+        configs["mobilenet_v2_cnf3_256x192_b8"] = ("", MOBILENET_CNF3)
+    results = {"measures": "best-of-iters wall / CPU seconds per strategy.step and peak-RSS growth (MB) over the "
+                           f"steps, {args.threads} torch thread(s), one process per run",
+               "demo_cfg": args.cfg if configs["demo"][0] else "built-in: " + " ".join(DEMO_FALLBACK)}
+    for label, (cfg_file, opts) in configs.items():
+        results[label] = {}
+        for name in args.strategies:
+            spec = {"cfg": os.path.join(ROOT, cfg_file) if cfg_file else "", "opts": opts, "strategy": name,
+                    "iters": args.iters, "threads": args.threads}
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+                                 cwd=ROOT, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"{label}/{name} failed:\n{out.stderr[-2000:]}")
+            results[label][name] = json.loads(out.stdout.strip().splitlines()[-1])
+    demo = results["demo"]
+    if "first_order_gradient" in demo and "second_order_gradient" in demo:
+        first, second = demo["first_order_gradient"], demo["second_order_gradient"]
+        results["second_over_first"] = round(second["cpu_sec_per_iter"] / first["cpu_sec_per_iter"], 2)
+        results["second_over_first_wall"] = round(second["sec_per_iter"] / first["sec_per_iter"], 2)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
