@@ -7,7 +7,8 @@ with parallel modules; branch b runs at stride 4 * 2^b with the fixed width `wid
   skip when the widths match; cross-scale edges have no skip, so a dead one is removed exactly.
 - Parallel module: `stage_blocks[s][b]` stride-1 blocks (identity skip) on branch b.
 Every block is an `InvertedResidual`; its name is its module path (e.g. `stages.2.fuse.edges.1_2`,
-`stages.3.parallel.0.1`), the key of the genotype and of `MODEL.HR.TRANSFORMER_BLOCKS` patterns.
+`stages.3.parallel.0.1`), the key of the genotype and of `MODEL.HR.TRANSFORMER_BLOCKS` patterns. Parallel
+blocks matching a `MODEL.HR.HRT_BLOCKS` pattern end with an HRFormer block (window attention + ConvFFN).
 
 Shrinking (`src/architecture/shrink.py`) may remove the top branches: a removed branch b returns its
 constant value (buffer `dead_branch_{b}`) at its usual size, so the output is always one map per branch.
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.architecture.arch_params import unwrap
+from src.architecture.hrt_block import default_num_heads
 from src.architecture.inverted_residual import InvertedResidual, check_spec
 
 HR_FORMAT = "fabricnas.hr_supernet/1"
@@ -89,17 +91,23 @@ class HRSupernet(nn.Module):
     """Image -> one map per branch of the last stage (strides 4, 8, 16, 32); `.out_channels`.
 
     Without `arch` every block has all `kernel_sizes`, each path round(expand_ratio * block input) hidden
-    channels, and `tokens` transformer tokens when its name matches a `transformer_blocks` pattern. With
-    `arch` (a genotype from `genotype()`) the blocks, edges and branches are exactly those it lists.
-    Gates start at `gate_init` (see `fill_gates`).
+    channels, and `tokens` transformer tokens when its name matches a `transformer_blocks` pattern; a
+    parallel block matching an `hrt_blocks` pattern ends with an HRT block (default_num_heads(width) heads,
+    `hrt_window` windows, FFN of round(hrt_mlp_ratio * width) channels). With `arch` (a genotype from
+    `genotype()`) the blocks, edges and branches are exactly those it lists. Gates start at `gate_init`
+    (see `fill_gates`).
     """
 
     def __init__(self, stem_channels: int = 24, widths: Sequence[int] = (18, 36, 72, 144),
                  stage_blocks: Sequence[Sequence[int]] = DEFAULT_STAGE_BLOCKS, kernel_sizes: Sequence[int] = (3, 5, 7),
                  expand_ratio: float = 4.0, transformer_blocks: Sequence[str] = (), tokens: int = 16, grid: int = 8,
-                 gate_init: float = 1.0, arch: Optional[dict] = None):
+                 gate_init: float = 1.0, arch: Optional[dict] = None, hrt_blocks: Sequence[str] = (),
+                 hrt_window: int = 7, hrt_mlp_ratio: float = 4.0):
         super().__init__()
         check_stage_blocks(stage_blocks, widths)
+        if hrt_window < 1 or hrt_mlp_ratio <= 0:
+            raise ValueError(f"HR supernet: HRT window must be >= 1 and mlp ratio > 0 (got {hrt_window}, "
+                             f"{hrt_mlp_ratio})")
         self.stem_channels, self.grid = stem_channels, grid
         self.widths = [int(w) for w in widths[:len(stage_blocks[-1])]]
         self.stage_blocks = [[int(n) for n in s] for s in stage_blocks]
@@ -111,18 +119,29 @@ class HRSupernet(nn.Module):
         built: List[str] = []
 
         def block(name, inp, oup, stride, skip, optional=False) -> Optional[InvertedResidual]:
+            parallel = ".parallel." in name
             if arch is None:
                 hidden = max(1, int(round(expand_ratio * inp)))
                 use = any(fnmatch.fnmatchcase(name, p) for p in transformer_blocks)
+                hrt = None
+                if any(fnmatch.fnmatchcase(name, p) for p in hrt_blocks):
+                    if not parallel:
+                        pattern = next(p for p in hrt_blocks if fnmatch.fnmatchcase(name, p))
+                        raise ValueError(f"HRT block pattern '{pattern}' matches fusion block '{name}': HRT blocks "
+                                         "go on parallel (stride-1, in == out) blocks only")
+                    hrt = {"heads": default_num_heads(oup), "window": hrt_window,
+                           "ffn": max(1, int(round(hrt_mlp_ratio * oup)))}
                 built.append(name)
                 return InvertedResidual(inp, oup, stride, kernel_sizes, [hidden] * len(kernel_sizes), skip,
-                                        tokens if use else 0, grid)
+                                        tokens if use else 0, grid, hrt)
             spec = arch["blocks"].get(name)
             if spec is None:
                 if optional:
                     return None
                 raise ValueError(f"genotype lacks block '{name}'")
             check_spec(spec, name, {"in": inp, "out": oup, "stride": stride, "skip": skip})
+            if spec.get("hrt") is not None and not parallel:
+                raise ValueError(f"genotype block '{name}': field 'hrt' is only allowed on parallel blocks")
             built.append(name)
             return InvertedResidual.from_spec(spec, grid, name)
 
@@ -149,9 +168,10 @@ class HRSupernet(nn.Module):
         self.stages = nn.ModuleList(stages)
         for b in range(self.num_branches, len(self.widths)):
             self.register_buffer(f"dead_branch_{b}", torch.zeros(self.widths[b]))
-        for pattern in transformer_blocks if arch is None else ():
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in built):
-                raise ValueError(f"transformer block pattern '{pattern}' matches no block (e.g. '{built[-1]}')")
+        for kind, patterns in (("transformer", transformer_blocks), ("HRT", hrt_blocks)):
+            for pattern in patterns if arch is None else ():
+                if not any(fnmatch.fnmatchcase(n, pattern) for n in built):
+                    raise ValueError(f"{kind} block pattern '{pattern}' matches no block (e.g. '{built[-1]}')")
         fill_gates(self, gate_init)
         if arch is not None:
             unknown = sorted(set(arch["blocks"]) - set(built))

@@ -9,7 +9,7 @@ conv and through multi-scale fusion.
 
 Registered as the fabric operation `hrt_window_attention` (C -> C, stride 1 or 2).
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -114,17 +114,21 @@ class HRTBlock(nn.Module):
     """x += DropPath(WindowAttention(LN(x))); x += DropPath(FFN(LN(x))) on a (B, C, H, W) map; C preserved."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.0,
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, ffn_hidden: Optional[int] = None):
+        """`ffn_hidden` (default int(dim * mlp_ratio)) sets the FFN width; 0 = no FFN (attention only)."""
         super().__init__()
+        hidden = int(dim * mlp_ratio) if ffn_hidden is None else ffn_hidden
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = WindowAttention(dim, num_heads, window_size)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.ffn = ConvFFN(dim, int(dim * mlp_ratio))
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6) if hidden else None
+        self.ffn = ConvFFN(dim, hidden) if hidden else None
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)  # channels last for LayerNorm and attention
         x = x + self.drop_path(self.attn(self.norm1(x)))
+        if self.ffn is None:
+            return x.permute(0, 3, 1, 2).contiguous()
         y = self.ffn(self.norm2(x).permute(0, 3, 1, 2).contiguous())
         return x.permute(0, 3, 1, 2).contiguous() + self.drop_path(y)  # contiguous NCHW: fast BN/conv on CPU
 

@@ -4,10 +4,12 @@ Parallel kernel paths, each of its own hidden width h_k:
     1x1 (inp -> h_k) BN ReLU -> k x k depthwise (carries the stride) BN ReLU -> 1x1 (h_k -> oup),
 summed, then one shared BN; plus the skip ("identity", "conv" = grouped 1x1 with the stride + BN, or
 "none"), plus an optional token transformer on the residual path, plus `folded_bias` (a buffer holding the
-constant output of parts removed by shrinking; zero in a fresh supernet).
+constant output of parts removed by shrinking; zero in a fresh supernet). A stride-1, inp == oup block may
+end with an HRFormer block (`HRTPart`: window attention + ConvFFN) applied to that output.
 
-Gates: the BN scale after each depthwise conv (one gate group per kernel path) and the transformer's
-token gates. A block without paths is its skip (+ folded_bias): depth is searched implicitly.
+Gates: the BN scale after each depthwise conv (one gate group per kernel path), the transformer's
+token gates and the BN scale after the HRT FFN's depthwise conv. A block without paths is its skip
+(+ folded_bias, + its HRT part): depth is searched implicitly.
 """
 import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -15,6 +17,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from src.architecture.hrt_block import HRTBlock
 from src.architecture.transformer import TokenTransformer
 
 SKIPS = ("identity", "conv", "none")
@@ -43,11 +46,32 @@ class KernelPath(nn.Module):
         return self.project(torch.relu(self.dw_bn(self.dw(x))))
 
 
+class HRTPart(HRTBlock):
+    """An HRT block ending a searchable block, plus `folded_bias` (the constant output of a removed FFN).
+    Its FFN's hidden channels are slimmed like a kernel path's (gate: `ffn.net.4.weight`, the BN scale after
+    the depthwise conv); with no channel left the FFN is gone and the attention residual stays."""
+
+    def __init__(self, dim: int, heads: int, window: int, ffn: int):
+        super().__init__(dim, heads, window, ffn_hidden=ffn)
+        self.register_buffer("folded_bias", torch.zeros(dim))
+
+    @property
+    def ffn_hidden(self) -> int:
+        return 0 if self.ffn is None else self.ffn.net[4].num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + self.folded_bias.view(1, -1, 1, 1)
+
+    def spec(self) -> Dict:
+        return {"heads": self.attn.num_heads, "window": self.attn.window_size, "ffn": self.ffn_hidden}
+
+
 class InvertedResidual(nn.Module):
-    """inp -> oup with `stride`; `channels[i]` hidden channels on the path of kernel `kernel_sizes[i]`."""
+    """inp -> oup with `stride`; `channels[i]` hidden channels on the path of kernel `kernel_sizes[i]`;
+    `hrt` ({"heads", "window", "ffn"} or None) adds an `HRTPart` after the output (stride 1, inp == oup)."""
 
     def __init__(self, inp: int, oup: int, stride: int, kernel_sizes: Sequence[int], channels: Sequence[int],
-                 skip: str = "identity", tokens: int = 0, grid: int = 8):
+                 skip: str = "identity", tokens: int = 0, grid: int = 8, hrt: Optional[Dict] = None):
         super().__init__()
         if skip not in SKIPS:
             raise ValueError(f"unknown skip '{skip}' (one of {', '.join(SKIPS)})")
@@ -66,6 +90,9 @@ class InvertedResidual(nn.Module):
             self.skip = nn.Identity() if skip == "identity" else None
         self.transformer = TokenTransformer(inp, oup, tokens, grid) if tokens > 0 else None
         self.register_buffer("folded_bias", torch.zeros(oup))
+        if hrt is not None and (stride != 1 or inp != oup):
+            raise ValueError(f"an HRT part needs stride 1 and inp == oup (got {inp}->{oup}, stride {stride})")
+        self.hrt = None if hrt is None else HRTPart(oup, hrt["heads"], hrt["window"], hrt["ffn"])
 
     def forward(self, x: Tensor) -> Tensor:
         out_hw = (-(-x.shape[-2] // self.stride), -(-x.shape[-1] // self.stride))
@@ -75,38 +102,49 @@ class InvertedResidual(nn.Module):
         if self.transformer is not None:
             terms.append(self.transformer(x, out_hw))
         out = sum(terms) if terms else x.new_zeros(x.shape[0], self.oup, *out_hw)
-        return out + self.folded_bias.view(1, -1, 1, 1)
+        out = out + self.folded_bias.view(1, -1, 1, 1)
+        return out if self.hrt is None else self.hrt(out)
 
     # -- slimming protocol
-    def gate_groups(self) -> List[Tuple[str, nn.Parameter]]:
-        """(kind, gate vector) per group: one "channel" group per path, then the "token" group."""
-        groups = [("channel", path.dw_bn.weight) for path in self.paths]
+    def named_gate_groups(self) -> List[Tuple[str, str, nn.Parameter]]:
+        """(module name, kind, gate vector) per group: a "channel" group per path ("paths.i"), the "token"
+        group ("transformer"), then the HRT FFN's "channel" group ("hrt.ffn")."""
+        groups = [(f"paths.{i}", "channel", path.dw_bn.weight) for i, path in enumerate(self.paths)]
         if self.transformer is not None:
-            groups.append(("token", self.transformer.gate))
+            groups.append(("transformer", "token", self.transformer.gate))
+        if self.hrt is not None and self.hrt.ffn is not None:
+            groups.append(("hrt.ffn", "channel", self.hrt.ffn.net[4].weight))
         return groups
 
+    def gate_groups(self) -> List[Tuple[str, nn.Parameter]]:
+        """(kind, gate vector) per group, in `named_gate_groups` order."""
+        return [(kind, gate) for _, kind, gate in self.named_gate_groups()]
+
     def named_gates(self) -> Iterator[Tuple[str, nn.Parameter]]:
-        for i, path in enumerate(self.paths):
-            yield f"paths.{i}.dw_bn.weight", path.dw_bn.weight
-        if self.transformer is not None:
-            yield "transformer.gate", self.transformer.gate
+        """(parameter name, gate) per group, e.g. "paths.0.dw_bn.weight", "transformer.gate"."""
+        for module_name, _, gate in self.named_gate_groups():
+            suffix = next(n for n, p in self.get_submodule(module_name).named_parameters() if p is gate)
+            yield f"{module_name}.{suffix}", gate
 
     @property
     def inert(self) -> bool:
-        """True when the output no longer depends on the input beyond the skip (no path, no transformer)."""
-        return not len(self.paths) and self.transformer is None
+        """True when the output no longer depends on the input beyond the skip (no path, transformer, HRT)."""
+        return not len(self.paths) and self.transformer is None and self.hrt is None
 
     def spec(self) -> Dict:
-        """JSON-able description (the per-block entry of a genotype)."""
-        return {"in": self.inp, "out": self.oup, "stride": self.stride, "skip": self.skip_kind,
+        """JSON-able description (the per-block entry of a genotype); "hrt" only when the block has one."""
+        spec = {"in": self.inp, "out": self.oup, "stride": self.stride, "skip": self.skip_kind,
                 "kernels": [p.kernel_size for p in self.paths], "channels": [p.hidden for p in self.paths],
                 "tokens": 0 if self.transformer is None else self.transformer.tokens}
+        if self.hrt is not None:
+            spec["hrt"] = self.hrt.spec()
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Dict, grid: int = 8, name: str = "block") -> "InvertedResidual":
         check_spec(spec, name)
         return cls(spec["in"], spec["out"], spec["stride"], spec["kernels"], spec["channels"], spec["skip"],
-                   spec["tokens"], grid)
+                   spec["tokens"], grid, spec.get("hrt"))
 
 
 def check_spec(spec, name: str, expect: Optional[Dict] = None) -> None:
@@ -130,6 +168,22 @@ def check_spec(spec, name: str, expect: Optional[Dict] = None) -> None:
         raise ValueError(f"genotype block '{name}': fields 'kernels' and 'channels' differ in length")
     if any(k % 2 == 0 for k in spec["kernels"]):
         raise ValueError(f"genotype block '{name}': field 'kernels' must hold odd sizes, got {spec['kernels']}")
+    if spec.get("hrt") is not None:
+        _check_hrt_spec(spec, name)
     for key, value in (expect or {}).items():
         if spec[key] != value:
             raise ValueError(f"genotype block '{name}': field '{key}' is {spec[key]!r}, the network needs {value!r}")
+
+
+def _check_hrt_spec(spec: Dict, name: str) -> None:
+    hrt = spec["hrt"]
+    if not isinstance(hrt, dict) or set(hrt) != {"heads", "window", "ffn"}:
+        raise ValueError(f"genotype block '{name}': field 'hrt' must be a mapping with keys heads, window, ffn, "
+                         f"got {hrt!r}")
+    for key, low in (("heads", 1), ("window", 1), ("ffn", 0)):
+        value = hrt[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"genotype block '{name}': field 'hrt.{key}' must be an int >= {low}, got {value!r}")
+    if spec["stride"] != 1 or spec["in"] != spec["out"] or spec["out"] % hrt["heads"]:
+        raise ValueError(f"genotype block '{name}': field 'hrt' needs stride 1, in == out and out divisible by "
+                         f"its heads (got {spec['in']}->{spec['out']}, stride {spec['stride']}, {hrt['heads']} heads)")

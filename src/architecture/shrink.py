@@ -7,6 +7,9 @@ What a zero gate leaves behind is folded, so the shrunk network computes what th
 - a block without paths keeps its skip; the shared BN applied to 0 goes to the block's `folded_bias`;
 - tokens with a zero gate are removed exactly (see transformer.py); with no token left the transformer's
   constant output goes to `folded_bias`;
+- an HRT FFN hidden channel whose depthwise-BN scale is 0 outputs gelu(beta): through the FFN's last 1x1
+  conv it is subtracted from the running mean of the FFN's output BN, as for a kernel path; with no channel
+  left the FFN's constant output goes to the HRT part's `folded_bias` and the FFN (and its LayerNorm) go;
 - an inert cross-scale fusion edge (no path, no transformer, no skip) is a constant: it is added to the
   `folded_bias` of the i->i edge it is summed with and removed;
 - the top branch (then the next one, ...) whose blocks are all inert, whose incoming edges are all inert and
@@ -18,10 +21,11 @@ state (momentum, Adam moments) the same way, in place, and drops the state of re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.architecture.hr_supernet import HRSupernet
-from src.architecture.inverted_residual import InvertedResidual, KernelPath
+from src.architecture.inverted_residual import HRTPart, InvertedResidual, KernelPath
 from src.architecture.transformer import TokenTransformer
 
 
@@ -84,6 +88,8 @@ def _take_bn(bn: nn.BatchNorm2d, index: Tensor, surgery: Surgery) -> None:
 
 def _take_conv(conv: nn.Conv2d, index: Tensor, dim: int, surgery: Surgery) -> None:
     surgery.take(conv, "weight", dim, index)
+    if conv.bias is not None and (dim == 0 or conv.groups > 1):
+        surgery.take(conv, "bias", 0, index)
     if conv.groups > 1:
         conv.groups = conv.in_channels = conv.out_channels = len(index)
     elif dim == 0:
@@ -92,12 +98,18 @@ def _take_conv(conv: nn.Conv2d, index: Tensor, dim: int, surgery: Surgery) -> No
         conv.in_channels = len(index)
 
 
+def _take_hidden(expand: nn.Conv2d, expand_bn: nn.BatchNorm2d, dw: nn.Conv2d, dw_bn: nn.BatchNorm2d,
+                 project: nn.Conv2d, index: Tensor, surgery: Surgery) -> None:
+    """Keep hidden channels `index` of a 1x1 -> BN -> depthwise -> BN -> 1x1 chain (a path, an HRT FFN)."""
+    _take_conv(expand, index, 0, surgery)
+    _take_bn(expand_bn, index, surgery)
+    _take_conv(dw, index, 0, surgery)
+    _take_bn(dw_bn, index, surgery)
+    _take_conv(project, index, 1, surgery)
+
+
 def _shrink_path(path: KernelPath, index: Tensor, surgery: Surgery) -> None:
-    _take_conv(path.expand, index, 0, surgery)
-    _take_bn(path.expand_bn, index, surgery)
-    _take_conv(path.dw, index, 0, surgery)
-    _take_bn(path.dw_bn, index, surgery)
-    _take_conv(path.project, index, 1, surgery)
+    _take_hidden(path.expand, path.expand_bn, path.dw, path.dw_bn, path.project, index, surgery)
 
 
 def _shrink_tokens(t: TokenTransformer, index: Tensor, surgery: Surgery) -> None:
@@ -108,9 +120,27 @@ def _shrink_tokens(t: TokenTransformer, index: Tensor, surgery: Surgery) -> None
     _take_conv(t.project, index, 1, surgery)
 
 
+def _shrink_ffn(hrt: HRTPart, keep: Tensor, surgery: Surgery) -> None:
+    """Keep the FFN hidden channels marked True; fold the dead ones' constants (see the module docstring)."""
+    expand, expand_bn, _, dw, dw_bn, _, project, out_bn, _ = hrt.ffn.net
+    dead = ~keep
+    if not dead.any():
+        return
+    out_bn.running_mean -= project.weight[:, dead, 0, 0] @ F.gelu(dw_bn.bias[dead])
+    if not keep.any():
+        hrt.folded_bias += F.gelu(bn_at_zero(out_bn) + out_bn.weight * project.bias
+                                  / torch.sqrt(out_bn.running_var + out_bn.eps))
+        hrt.ffn = hrt.norm2 = None
+        return
+    _take_hidden(expand, expand_bn, dw, dw_bn, project, keep.nonzero().flatten(), surgery)
+
+
 @torch.no_grad()
 def shrink_block(block: InvertedResidual, keeps: Sequence[Tensor], surgery: Surgery) -> None:
     """Keep the units marked True in `keeps` (bool masks in `block.gate_groups()` order)."""
+    names = [name for name, _, _ in block.named_gate_groups()]
+    if "hrt.ffn" in names:
+        _shrink_ffn(block.hrt, keeps[names.index("hrt.ffn")], surgery)
     n_paths = len(block.paths)
     kept = []
     for path, keep in zip(block.paths, keeps[:n_paths]):

@@ -84,6 +84,7 @@ _C.MODEL.HR.GATE_INIT = 1.0  # initial gates (depthwise-BN scales, token gates);
 _C.MODEL.HR.TRANSFORMER_BLOCKS = []  # fnmatch patterns of block names carrying a token transformer, e.g. ["stages.4.parallel.*"]
 _C.MODEL.HR.TRANSFORMER_TOKENS = 16  # tokens of each transformer (pruned by their gates)
 _C.MODEL.HR.TRANSFORMER_GRID = 8  # feature maps are resized to GRID x GRID; token dim = GRID^2
+_C.MODEL.HR.HRT_BLOCKS = []  # fnmatch patterns of parallel block names ending with an HRFormer block (window MODEL.HRT.WINDOW_SIZE, FFN MODEL.HRT.MLP_RATIO x width, FFN channels slimmed), e.g. ["stages.3.parallel.3.*"]
 _C.MODEL.HR.LAST_CHANNEL = 90  # hr_dense: output width of the searchable fusion block before the 1x1 to joints
 _C.MODEL.HR.HEAD_EXPAND_RATIO = 4.0  # hr_dense: expand ratio of that block (its input is the sum of branch widths)
 

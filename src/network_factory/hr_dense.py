@@ -18,13 +18,15 @@ DENSE_FORMAT = "fabricnas.hr_dense/1"
 
 
 def hr_supernet_kwargs(cfg) -> dict:
-    """HRSupernet keyword arguments from MODEL.HR (widths and stem scaled by MODEL.BACKBONE_WIDTH_MULT)."""
+    """HRSupernet keyword arguments from MODEL.HR (widths and stem scaled by MODEL.BACKBONE_WIDTH_MULT) and,
+    for HRT parts, MODEL.HRT.WINDOW_SIZE and MLP_RATIO."""
     hr, mult = cfg.MODEL.HR, cfg.MODEL.BACKBONE_WIDTH_MULT
     return {"stem_channels": max(1, int(round(hr.STEM_CHANNELS * mult))),
             "widths": [max(1, int(round(w * mult))) for w in hr.WIDTHS], "stage_blocks": hr.STAGE_BLOCKS,
             "kernel_sizes": hr.KERNEL_SIZES, "expand_ratio": hr.EXPAND_RATIO,
             "transformer_blocks": hr.TRANSFORMER_BLOCKS, "tokens": hr.TRANSFORMER_TOKENS, "grid": hr.TRANSFORMER_GRID,
-            "gate_init": hr.GATE_INIT}
+            "gate_init": hr.GATE_INIT, "hrt_blocks": hr.HRT_BLOCKS, "hrt_window": cfg.MODEL.HRT.WINDOW_SIZE,
+            "hrt_mlp_ratio": cfg.MODEL.HRT.MLP_RATIO}
 
 
 @register_backbone("hr_supernet")

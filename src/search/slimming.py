@@ -6,7 +6,8 @@
     stats = slimmer.maybe_shrink(epoch, optimizer) # after each epoch; re-wrap DDP when stats is not None
 
 Gate groups (found in the model, recounted after each shrink):
-- "channel": the depthwise-BN scales of one kernel path of an `InvertedResidual` (unit = one hidden channel);
+- "channel": the depthwise-BN scales of one kernel path of an `InvertedResidual`, or of the ConvFFN of its
+  HRT part (unit = one hidden channel);
 - "token": the token gates of a `TokenTransformer` (unit = one token);
 - "head": a scalar parameter named `gate` on any other module (a part head). Its owner (the nearest
   ancestor with `remove_gated_head(relative_name)`) removes the head when the gate dies and routes its
@@ -36,7 +37,7 @@ from src.utils.flops import _count as flop_counts
 
 @dataclass
 class GateGroup:
-    name: str  # module path of the path / transformer / head
+    name: str  # module path of the path / transformer / HRT FFN / head
     kind: str  # "channel", "token" or "head"
     gate: nn.Parameter
     cost: Callable[[int], float]  # FLOPs of the group's units when n of them are alive
@@ -100,12 +101,12 @@ class Slimmer:
         for name, m in core.named_modules():
             prefix = f"{root}.{name}" if name else root
             if isinstance(m, InvertedResidual):
-                for k, (kind, gate) in enumerate(m.gate_groups()):
+                for sub, kind, gate in m.named_gate_groups():
                     if kind == "channel":
-                        unit = per_module.get(f"{prefix}.paths.{k}", 0) / gate.numel()
-                        self.groups.append(GateGroup(f"{name}.paths.{k}", kind, gate, lambda n, u=unit: u * n, m))
+                        unit = per_module.get(f"{prefix}.{sub}", 0) / gate.numel()
+                        self.groups.append(GateGroup(f"{name}.{sub}", kind, gate, lambda n, u=unit: u * n, m))
                     else:
-                        self.groups.append(GateGroup(f"{name}.transformer", kind, gate, m.transformer.flops, m))
+                        self.groups.append(GateGroup(f"{name}.{sub}", kind, gate, m.transformer.flops, m))
             elif "gate" in m._parameters and not isinstance(m, TokenTransformer):
                 if m.gate.numel() != 1 or not name:
                     raise ValueError(f"'{name or 'model'}.gate': a head gate must be a scalar on a submodule")
