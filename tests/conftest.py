@@ -1,9 +1,13 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Test tensors are tiny: one intra-op thread is faster than two and immune to a busy machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

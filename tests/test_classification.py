@@ -222,21 +222,16 @@ def test_tiny_hrformer_learns_synthetic_imagefolder(tmp_path):
     assert cfg.MODEL.INPUT_SIZE == [64, 64] and cfg.DATASET.NAME == "synthetic_imagefolder"
     task = ClassificationTask(cfg)
     train, val = task.build_dataset("train"), task.build_dataset("val")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: one thread is faster than two contending ones
-    try:
-        torch.manual_seed(0)
-        model = build_model(cfg)
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-        loader = DataLoader(train, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
-        for _ in range(8):
-            for batch in loader:
-                loss = task.criterion(model(batch["image"]), batch)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        metrics = task.evaluate(model, val, str(tmp_path / "eval"), 30, "cpu")
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    loader = DataLoader(train, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    for _ in range(8):
+        for batch in loader:
+            loss = task.criterion(model(batch["image"]), batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    metrics = task.evaluate(model, val, str(tmp_path / "eval"), 30, "cpu")
     print("synthetic top-1", metrics["top1"])
     assert metrics["top1"] >= 80.0  # chance is 50

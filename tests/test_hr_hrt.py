@@ -10,7 +10,7 @@ from src.architecture.hrt_block import HRTBlock, default_num_heads
 from src.network_factory.registry import build_model
 from src.search.slimming import Slimmer
 from src.utils.flops import count_flops, count_params
-from tests.test_hr_supernet import one_thread, tiny_cfg  # noqa: F401  (one_thread: autouse fixture)
+from tests.test_hr_supernet import tiny_cfg
 from tests.test_slimming import STAGES, randomize_bn, slim_cfg
 
 HRT = ["stages.4.parallel.0.*", "stages.4.parallel.2.*"]

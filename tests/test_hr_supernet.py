@@ -16,15 +16,6 @@ TINY = dict(stem_channels=4, widths=[4, 8, 12, 16], stage_blocks=[[1], [1, 1], [
             expand_ratio=2.0, grid=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_cfg(**hr):
     cfg = get_default_config()
     cfg.MODEL.INPUT_SIZE = [48, 64]

@@ -16,14 +16,6 @@ ALL_OPS = ["zero", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "atr_conv_3x3
 SIZES = [(16, 12), (8, 6), (4, 3), (2, 2)]  # backbone maps of a 64x48 input
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on the shared CPUs
-    yield
-    torch.set_num_threads(n)
-
-
 def _maps(channels, batch=2):
     torch.manual_seed(0)
     return [torch.randn(batch, c, h, w) for c, (h, w) in zip(channels, SIZES)]

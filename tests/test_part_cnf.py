@@ -17,14 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = {"shoulder", "elbow", "knee"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on the shared CPUs
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_cfg(**opts):
     cfg = get_default_config()
     base = {"MODEL.NAME": "part_cnf", "MODEL.BACKBONE": "mobilenet_v2", "MODEL.BACKBONE_WIDTH_MULT": 0.25,

@@ -17,14 +17,6 @@ from src.utils.flops import count_flops, count_params
 KEEP_ALL = dict(ops_topk=8, beta_threshold=0.0, beta_topk=3)  # every non-zero op / every input
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_cfg(**opts):
     cfg = get_default_config()
     base = {"MODEL.NAME": "part_cnf", "MODEL.BACKBONE": "mobilenet_v2", "MODEL.BACKBONE_WIDTH_MULT": 0.25,

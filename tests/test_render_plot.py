@@ -24,14 +24,6 @@ from tests.test_prune_genotype import searched, tiny_cfg
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pruned():
     """(supernet, derived, genotype) of a tiny searched model whose prune removes cells."""

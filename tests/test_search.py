@@ -20,15 +20,6 @@ from src.utils import distributed as dist_utils
 NUM_JOINTS = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared CPU cores: one thread is faster and steadier for these tiny models."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _Edge(nn.Module):
     def __init__(self, c, bn):
         super().__init__()

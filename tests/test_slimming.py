@@ -13,7 +13,7 @@ from src.architecture.shrink import Surgery, shrink_block
 from src.network_factory.registry import build_model
 from src.search.slimming import Slimmer, build_slimmer
 from src.utils.flops import count_flops
-from tests.test_hr_supernet import one_thread, tiny_cfg  # noqa: F401  (one_thread: autouse fixture)
+from tests.test_hr_supernet import tiny_cfg
 
 STAGES = [[1], [1, 1], [1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]]
 

@@ -9,28 +9,19 @@ Connections carry a neighbour's map to a cell's scale (never searched): `SameCon
 conv + BN when channels differ), `ReduceConnect` (finer map: 3x3 stride-2 conv + BN), `UpsampleConnect`
 (coarser map: 1x1 conv + BN, then bilinear resize to the cell's size). All take `(x, size)`.
 """
-from typing import Callable, Dict, List, Sequence
+from typing import List, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-OPS: Dict[str, Callable[[int, int], nn.Module]] = {}
+from src.utils.registry import Registry
 
-
-def register_op(name: str):
-    """Decorator registering `factory(C, stride) -> nn.Module` under `name`."""
-    def deco(factory):
-        if name in OPS:
-            raise ValueError(f"operation '{name}' registered twice")
-        OPS[name] = factory
-        return factory
-    return deco
+OPS = Registry("operation")  # name -> factory(C, stride) -> nn.Module
+register_op = OPS.register
 
 
 def build_op(name: str, channels: int, stride: int = 1) -> nn.Module:
-    if name not in OPS:
-        raise ValueError(f"unknown operation '{name}' (known: {', '.join(sorted(OPS))})")
-    return OPS[name](channels, stride)
+    return OPS.get_builder(name)(channels, stride)
 
 
 def op_names() -> List[str]:

@@ -61,9 +61,6 @@ class Trainer:
         self.device = pick_device(cfg)
         self.out_dir = cfg.OUTPUT_DIR
         self.show_arch_value = show_arch_value
-        self.log = RunLog(self.out_dir, enabled=self.main)
-        if self.main:
-            save_config(cfg, os.path.join(self.out_dir, "config.yaml"))
         self.task = build_task(cfg)
         self.train_set = self.task.build_dataset("train")
         self.val_set = self.task.build_dataset("val") if self.main else None
@@ -71,6 +68,9 @@ class Trainer:
         self.best_path = os.path.join(self.out_dir, "best.pth")
         resume_state = self._load_resume_state() if resume else None
         if resume_state is not None and "genotype" in resume_state:  # shrunk by slimming: rebuild what was left
+            if any(is_arch_name(n) for n, _ in model.named_parameters()):
+                raise ValueError(f"{self.last_path}: resuming a joint fabric + slimming search after a shrink is "
+                                 "not supported; retrain from its genotype.json instead")
             model = build_from_genotype(cfg, resume_state["genotype"])
         self.core = model.to(self.device)
         self.slimmer = build_slimmer(cfg, self.core)
@@ -81,6 +81,12 @@ class Trainer:
         self.start_epoch, self.step, self.best, self.shrunk = 0, 0, -float("inf"), False
         if resume_state is not None:
             self._resume(resume_state)
+        # only now that every input was read and checked does the run write anything
+        self.log = RunLog(self.out_dir, enabled=self.main)
+        if self.main:
+            save_config(cfg, os.path.join(self.out_dir, "config.yaml"))
+            if resume_state is not None:
+                self.log.info(f"resumed from {self.last_path} at epoch {self.start_epoch}")
 
     def _wrap(self):
         if not self.distributed:
@@ -137,7 +143,6 @@ class Trainer:
         self.strategy.load_state_dict(state["strategy"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), float(state["best"])
-        self.log.info(f"resumed from {self.last_path} at epoch {self.start_epoch}")
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> float:

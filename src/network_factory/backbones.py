@@ -9,7 +9,7 @@ loaded non-strictly with a one-line report; nothing is downloaded).
 """
 import logging
 import os
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,27 +18,17 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from src.architecture.fabric import Fabric, FabricSpec, rising_spec
+from src.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-BACKBONES: Dict[str, Callable] = {}
-
-
-def register_backbone(name: str):
-    def deco(fn):
-        if name in BACKBONES:
-            raise ValueError(f"backbone '{name}' registered twice")
-        BACKBONES[name] = fn
-        return fn
-    return deco
+BACKBONES = Registry("MODEL.BACKBONE")  # name -> builder(cfg)
+register_backbone = BACKBONES.register
 
 
 def build_backbone(cfg) -> nn.Module:
     import src.network_factory.models  # noqa: F401  (registers backbones defined beside model builders)
-    name = cfg.MODEL.BACKBONE
-    if name not in BACKBONES:
-        raise ValueError(f"unknown MODEL.BACKBONE '{name}' (known: {', '.join(sorted(BACKBONES))})")
-    backbone = BACKBONES[name](cfg)
+    backbone = BACKBONES.get_builder(cfg.MODEL.BACKBONE)(cfg)
     if cfg.MODEL.PRETRAINED:
         load_pretrained(backbone, cfg.MODEL.PRETRAINED)
     return backbone

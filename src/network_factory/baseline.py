@@ -1,9 +1,11 @@
-"""The fixed baseline: a compact ResNet encoder (1/4..1/32) with a top-down feature pyramid and a heatmap head."""
+"""The fixed baseline: a compact ResNet encoder (1/4..1/32, also the `compact_resnet` backbone) with a top-down
+feature pyramid and a heatmap head."""
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.architecture.arch_params import ArchMixin
+from src.network_factory.backbones import load_pretrained, register_backbone
 from src.network_factory.registry import register_model
 
 
@@ -25,32 +27,57 @@ class BasicBlock(nn.Module):
         return F.relu(self.conv2(self.conv1(x)) + identity)
 
 
-class BaselinePose(ArchMixin, nn.Module):
-    """Stem to 1/4, four stages of two basic blocks (1/4..1/32), FPN back to 1/4, 1x1 to joints."""
+class CompactResNet(nn.Module):
+    """Stem to 1/4, four stages of two basic blocks: maps at strides 4, 8, 16, 32 (`.out_channels`)."""
 
-    def __init__(self, num_joints: int, widths=(32, 64, 128, 192), neck: int = 64):
+    def __init__(self, widths=(32, 64, 128, 192)):
         super().__init__()
+        self.out_channels = list(widths)
         self.stem = nn.Sequential(conv_bn_relu(3, 32, 3, 2), conv_bn_relu(32, widths[0], 3, 2))
         stages, cin = [], widths[0]
         for i, w in enumerate(widths):
             stages.append(nn.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)))
             cin = w
         self.stages = nn.ModuleList(stages)
-        self.lateral = nn.ModuleList(nn.Conv2d(w, neck, 1) for w in widths)
-        self.smooth = conv_bn_relu(neck, neck, 3)
-        self.head = nn.Conv2d(neck, num_joints, 1)
 
     def forward(self, x):
         feats, x = [], self.stem(x)
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
+        return feats
+
+
+class BaselinePose(ArchMixin, nn.Module):
+    """CompactResNet, FPN back to 1/4, 1x1 to joints."""
+
+    def __init__(self, num_joints: int, widths=(32, 64, 128, 192), neck: int = 64):
+        super().__init__()
+        self.encoder = CompactResNet(widths)
+        self.lateral = nn.ModuleList(nn.Conv2d(w, neck, 1) for w in widths)
+        self.smooth = conv_bn_relu(neck, neck, 3)
+        self.head = nn.Conv2d(neck, num_joints, 1)
+
+    def forward(self, x):
+        feats = self.encoder(x)
         y = self.lateral[-1](feats[-1])
         for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
             y = lat(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(self.smooth(y))
 
 
+def _widths(cfg):
+    return [max(8, int(round(w * cfg.MODEL.BACKBONE_WIDTH_MULT))) for w in (32, 64, 128, 192)]
+
+
+@register_backbone("compact_resnet")
+def build_compact_resnet(cfg) -> nn.Module:
+    return CompactResNet(_widths(cfg))
+
+
 @register_model("baseline")
 def build_baseline(cfg) -> nn.Module:
-    return BaselinePose(cfg.MODEL.NUM_JOINTS, neck=cfg.MODEL.WIDTH)
+    model = BaselinePose(cfg.MODEL.NUM_JOINTS, _widths(cfg), neck=cfg.MODEL.WIDTH)
+    if cfg.MODEL.PRETRAINED:  # a local state dict of the encoder (nothing is downloaded)
+        load_pretrained(model.encoder, cfg.MODEL.PRETRAINED)
+    return model

@@ -83,6 +83,9 @@ class FirstOrderStrategy(SearchStrategy):
         if arch_batch is None:
             raise ValueError(f"{self.name} needs an arch batch (from the arch split) on arch-active steps")
         self.model.train()
+        return self.bilevel_step(weight_batch, arch_batch)
+
+    def bilevel_step(self, weight_batch, arch_batch) -> Dict[str, float]:
         stats = self.arch_step(arch_batch)
         stats.update(self.weight_step(weight_batch))
         return stats
@@ -100,12 +103,7 @@ class SecondOrderStrategy(FirstOrderStrategy):
             raise ValueError("SEARCH.HESSIAN exact is a single-process verification mode; use finite_difference")
         super().__init__(cfg, model, criterion)
 
-    def step(self, weight_batch, arch_batch=None, arch_active: bool = True) -> Dict[str, float]:
-        if not arch_active:
-            return self.weight_step(weight_batch)
-        if arch_batch is None:
-            raise ValueError(f"{self.name} needs an arch batch (from the arch split) on arch-active steps")
-        self.model.train()
+    def bilevel_step(self, weight_batch, arch_batch) -> Dict[str, float]:
         if getattr(self.model, "broadcast_buffers", False):  # what the DDP forward we bypass would do
             broadcast_(list(self.core.buffers()), src=0)
         hyper = compute_hypergradient(self.core, self.criterion, self.weight_optimizer, weight_batch,

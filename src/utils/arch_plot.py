@@ -106,7 +106,6 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
                 ax.plot(steps, cols[c], label=label.strip(), linewidth=1.2, **style)
             ax.set_title(f"{title}: {kind} (softmax)", fontsize=10)
             ax.set_xlabel("step")
-            ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
             if groups[key][kind]:
                 ax.legend(fontsize=6, ncol=2 if len(groups[key][kind]) > 8 else 1, loc="upper left",

@@ -1,0 +1,103 @@
+"""Every bad input named in DEVELOPERS.md: a one-line error naming the thing, a non-zero exit, nothing lost."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, tiny_train_opts
+
+CFG = "configs/synthetic_baseline.yaml"
+
+
+def run(script, *args):
+    proc = subprocess.run([sys.executable, script, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    lines = proc.stderr.strip().splitlines()
+    return proc.returncode, lines
+
+
+def assert_one_line(code, lines, *words):
+    assert code != 0
+    assert len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_missing_checkpoint(tmp_path):
+    code, lines = run("test.py", "--cfg", CFG, "--ckpt", tmp_path / "nope.pth")
+    assert_one_line(code, lines, "nope.pth", "not found")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", None])
+def test_checkpoint_that_is_not_a_state_dict(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    if content is None:
+        torch.save([1, 2, 3], path)  # loadable, but a list
+    else:
+        path.write_bytes(content)
+    code, lines = run("test.py", "--cfg", CFG, "--ckpt", path)
+    assert_one_line(code, lines, "bad.pth")
+
+
+def test_checkpoint_of_another_model(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"model": {"weird.weight": torch.zeros(1)}}, path)
+    code, lines = run("test.py", "--cfg", CFG, "--ckpt", path)
+    assert_one_line(code, lines, "other.pth", "does not fit")
+
+
+def test_missing_annotation_file(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    code, lines = run("train.py", "--cfg", CFG, *tiny_train_opts(tiny_synthetic, out),
+                      "DATASET.TRAIN_ANN", str(tmp_path / "missing.json"))
+    assert_one_line(code, lines, "missing.json")
+    assert not out.exists()  # nothing was written for a run that could not start
+
+
+def test_malformed_annotation(tiny_synthetic, tmp_path):
+    ann = json.loads((tiny_synthetic / "annotations/person_keypoints_train.json").read_text())
+    ann["annotations"][0]["keypoints"] = [1, 2]
+    bad = tmp_path / "bad_ann.json"
+    bad.write_text(json.dumps(ann))
+    code, lines = run("train.py", "--cfg", CFG, *tiny_train_opts(tiny_synthetic, tmp_path / "run"),
+                      "DATASET.TRAIN_ANN", bad)
+    assert_one_line(code, lines, "bad_ann.json")
+
+
+def test_corrupt_image_names_the_file(tiny_synthetic, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    files = sorted((tiny_synthetic / "images/val").iterdir())
+    for f in files:
+        (images / f.name).write_bytes(f.read_bytes())
+    first = files[0].name
+    (images / first).write_bytes(b"garbage")
+    ckpt = tmp_path / "m.pth"
+    from src.config.loader import load_config
+    from src.network_factory.registry import build_model
+    cfg = load_config(str(ROOT / CFG), tiny_train_opts(tiny_synthetic, tmp_path / "run"))
+    torch.save({"model": build_model(cfg).state_dict()}, ckpt)
+    code, lines = run("test.py", "--cfg", CFG, "--ckpt", ckpt, *tiny_train_opts(tiny_synthetic, tmp_path / "run"),
+                      "DATASET.VAL_IMAGES", images)
+    assert_one_line(code, lines, first)
+
+
+def test_malformed_genotype(tmp_path):
+    bad = tmp_path / "g.json"
+    bad.write_text(json.dumps({"format": "fabricnas.genotype/1", "model": "part_cnf"}))
+    code, lines = run("train.py", "--cfg", "configs/synthetic_search_demo.yaml", "--genotype", bad,
+                      "OUTPUT_DIR", tmp_path / "run")
+    assert_one_line(code, lines, "genotype")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_corrupt_checkpoint_keeps_the_run(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pth").write_bytes(b"truncated")
+    (out / "config.yaml").write_text("previous run\n")
+    code, lines = run("train.py", "--cfg", CFG, "--resume", *tiny_train_opts(tiny_synthetic, out))
+    assert_one_line(code, lines, "last.pth")
+    assert (out / "last.pth").read_bytes() == b"truncated"
+    assert (out / "config.yaml").read_text() == "previous run\n"
