@@ -2,8 +2,7 @@
 
     .venv/bin/python bench/search_step.py [--cfg configs/synthetic_search_demo.yaml] [--iters 2] [--threads 1]
 
-Configs: (a) `demo` = --cfg (default configs/synthetic_search_demo.yaml; built-in settings while it does
-not exist), (b) `mobilenet_v2_cnf3_256x192_b8` = part_cnf, MobileNet-V2 backbone, 3 CNFs, 256x192, batch 8.
+Configs: (a) `demo` = --cfg (default configs/synthetic_search_demo.yaml), (b) `mobilenet_v2_cnf3_256x192_b8` = part_cnf, MobileNet-V2 backbone, 3 CNFs, 256x192, batch 8.
 Strategies: the five, plus `second_order_gradient:exact` (SEARCH.HESSIAN exact).
 Each (config, strategy) runs in its own process on random batches of the config's shape (weight and arch
 batch both TRAIN.BATCH_SIZE): one untimed warm-up iteration, then `--iters` timed ones (arch active).
@@ -26,8 +25,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRATEGIES = ["none", "random", "sync", "first_order_gradient", "second_order_gradient",
               "second_order_gradient:exact"]  # NAME[:SEARCH.HESSIAN]
 DEMO_CFG = "configs/synthetic_search_demo.yaml"
-DEMO_FALLBACK = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
-                 "MODEL.INPUT_SIZE", "[96, 128]", "TRAIN.BATCH_SIZE", "16"]
 MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
                   "MODEL.INPUT_SIZE", "[192, 256]", "TRAIN.BATCH_SIZE", "8"]
 
@@ -87,13 +84,12 @@ def main() -> None:
         print(json.dumps(_worker(json.loads(args.worker))))
         return
 
-    demo_path = os.path.join(ROOT, args.cfg)
-    configs = {"demo": (args.cfg, []) if os.path.isfile(demo_path) else ("", DEMO_FALLBACK)}
+    configs = {"demo": (args.cfg, [])}
     if not args.skip_mobilenet:
         configs["mobilenet_v2_cnf3_256x192_b8"] = ("", MOBILENET_CNF3)
     results = {"measures": "best-of-iters wall / CPU seconds per strategy.step and peak-RSS growth (MB) over the "
                            f"steps, {args.threads} torch thread(s), one process per run",
-               "demo_cfg": args.cfg if configs["demo"][0] else "built-in: " + " ".join(DEMO_FALLBACK)}
+               "demo_cfg": args.cfg}
     for label, (cfg_file, opts) in configs.items():
         results[label] = {}
         for name in args.strategies:

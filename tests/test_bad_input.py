@@ -101,3 +101,27 @@ def test_resume_with_a_corrupt_checkpoint_keeps_the_run(tiny_synthetic, tmp_path
     assert_one_line(code, lines, "last.pth")
     assert (out / "last.pth").read_bytes() == b"truncated"
     assert (out / "config.yaml").read_text() == "previous run\n"
+
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_synthetic, tmp_path):
+    from src.config.loader import load_config
+    from src.engine.trainer import Trainer
+    from src.network_factory.registry import build_model
+    from src.search.base import NonFiniteError
+    out = tmp_path / "run"
+    cfg = load_config(str(ROOT / CFG), tiny_train_opts(tiny_synthetic, out, **{"TRAIN.EPOCHS": 2}))
+    trainer = Trainer(cfg, build_model(cfg))
+    train_epoch = trainer._train_epoch
+
+    def poisoned(epoch, *args):
+        if epoch == 1:  # after one good epoch the weights blow up
+            with torch.no_grad():
+                trainer.core.head.bias.fill_(float("nan"))
+        return train_epoch(epoch, *args)
+
+    trainer._train_epoch = poisoned
+    with pytest.raises(NonFiniteError, match="non-finite training loss"):
+        trainer.fit()
+    state = torch.load(out / "last.pth", weights_only=True)
+    assert state["epoch"] == 1 and torch.isfinite(state["model"]["head.bias"]).all()

@@ -4,6 +4,7 @@ import os
 import sys
 
 from src.config.loader import ConfigError, load_config
+from src.search.base import NonFiniteError
 
 
 def _fail(exc: BaseException, code: int) -> int:
@@ -14,12 +15,13 @@ def _fail(exc: BaseException, code: int) -> int:
 
 
 def run_cli(main, argv=None) -> int:
-    """Call `main(argv)`; config errors exit 2, other bad input (files, data, checkpoints) exits 1."""
+    """Call `main(argv)`; config errors exit 2, other bad input (files, data, checkpoints) and a non-finite
+    loss (the last good checkpoint is kept) exit 1."""
     try:
         return main(argv) or 0
     except ConfigError as exc:
         return _fail(exc, 2)
-    except (ValueError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, NonFiniteError) as exc:
         return _fail(exc, 1)
 
 
