@@ -52,10 +52,12 @@ def test_main(argv=None) -> int:
         print_param_flop(cfg, model)
     device = pick_device(cfg)
     model.to(device).eval()
-    task = build_task(cfg, use_dt=args.use_dt, margin=args.margin) if cfg.TASK == "pose" else build_task(cfg)
+    use_dt = args.use_dt or not cfg.TEST.USE_GT_BBOX
+    task = build_task(cfg, use_dt=use_dt, margin=args.margin) if cfg.TASK == "pose" else build_task(cfg)
     dataset = task.build_dataset("val")
     out_dir = os.path.join(cfg.OUTPUT_DIR, "test")
-    kwargs = dict(flip_test=args.flip_test, visualize=args.visualize) if cfg.TASK == "pose" else {}
+    # without --flip-test, TEST.FLIP_TEST of the config decides
+    kwargs = dict(flip_test=args.flip_test or None, visualize=args.visualize) if cfg.TASK == "pose" else {}
     with torch.no_grad():
         metrics = task.evaluate(model, dataset, out_dir, cfg.TEST.BATCH_SIZE, device, **kwargs)
     for k, v in metrics.items():
