@@ -151,3 +151,17 @@ def test_a_search_run_exports_its_architecture_and_retrains_from_it(tiny_synthet
     assert train_main(["--cfg", cfg, "--genotype", str(search / "genotype.json"), "--inherit",
                        str(search / "last.pth"), *tiny_train_opts(tiny_synthetic, retrain), *arch]) == 0
     assert (retrain / "best.pth").is_file() and not (retrain / "genotype.json").exists()
+
+
+def test_render_draws_hr_branches_with_their_surviving_widths():
+    from src.architecture.genotype import genotype_of
+    from src.architecture.render import fabric_graph
+    from src.network_factory.registry import build_model
+    from tests.test_hr_supernet import tiny_cfg as hr_cfg
+    cfg = hr_cfg()
+    cfg.MODEL.NAME = "hr_dense"
+    g = genotype_of(cfg, build_model(cfg))
+    g["hr"]["backbone"]["branches"][3] = False  # as after a dead-branch removal
+    source = fabric_graph(g).source
+    assert [f"hr_{i}" in source for i in range(4)] == [True] * 4
+    assert "branch 1/4  width 4" in source and "branch 1/32 removed" in source

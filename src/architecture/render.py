@@ -134,14 +134,48 @@ def _legend(graph: graphviz.Digraph) -> None:
         lg.node("legend", html, shape="plaintext", fontname="Helvetica", fontsize="10")
 
 
+def _hr_cluster(graph: graphviz.Digraph, hr: dict) -> None:
+    """One node per HR-supernet branch (top = 1/4) with its width, surviving blocks, hidden channels and tokens."""
+    hr = hr.get("backbone", hr)  # hr_dense wraps the supernet genotype
+    blocks = hr.get("blocks", {})
+    with graph.subgraph(name="cluster_hr") as cl:
+        cl.attr(label="HR supernet (surviving)", style="rounded", color="grey40", fontname="Helvetica")
+        previous = None
+        for i, (width, alive) in enumerate(zip(hr["widths"], hr["branches"])):
+            mine = [b for name, b in blocks.items() if _branch_of(name) == i]
+            paths = sum(len(b["kernels"]) for b in mine)
+            hidden = sum(sum(b["channels"]) for b in mine)
+            tokens = sum(b.get("tokens", 0) for b in mine)
+            skips = sum(1 for b in mine if not b["kernels"])
+            label = (f"branch 1/{4 * 2 ** i}  width {width}\n{len(mine)} blocks ({skips} skip only), "
+                     f"{paths} kernel paths\nhidden channels {hidden}" + (f", tokens {tokens}" if tokens else ""))
+            node = f"hr_{i}"
+            cl.node(node, label if alive else f"branch 1/{4 * 2 ** i} removed", shape="box", fontname="Helvetica",
+                    fontsize="9", style="rounded,filled" if alive else "rounded,dashed",
+                    fillcolor="#fde9d9", color="grey40" if alive else "grey70")
+            if previous is not None:
+                cl.edge(previous, node, style="invis")
+            previous = node
+
+
+def _branch_of(block_name: str) -> int:
+    """Branch index of an HR block name: `stages.S.parallel.B.k` -> B, `stages.S.fuse.edges.I_O` -> O."""
+    parts = block_name.split(".")
+    if "parallel" in parts:
+        return int(parts[parts.index("parallel") + 1])
+    if "edges" in parts:
+        return int(parts[parts.index("edges") + 1].split("_")[-1])
+    return -1
+
+
 def fabric_graph(g: dict, view: str = "derived") -> graphviz.Digraph:
     """The graphviz source of every fabric of a genotype."""
     if view not in VIEWS:
         raise ValueError(f"render view must be one of {VIEWS}, got '{view}'")
     records = search_records(g)
     fabrics: List[Tuple[str, str, dict]] = genotype_fabrics(g)
-    if not fabrics:
-        raise ValueError(f"genotype of model '{g['model']}' has no fabric to render")
+    if not fabrics and "hr" not in g:
+        raise ValueError(f"genotype of model '{g['model']}' has no fabric or HR part to render")
     if view == "supernet" and not all(path in records for path, _, _ in fabrics):
         raise ValueError("the supernet view needs the genotype's search record (render --view derived instead)")
     graph = graphviz.Digraph("fabricnas", graph_attr={"rankdir": "LR", "newrank": "true", "nodesep": "0.2",
@@ -158,6 +192,8 @@ def fabric_graph(g: dict, view: str = "derived") -> graphviz.Digraph:
             graph.node(sink, "backbone maps\\n(to every part)", shape="ellipse", fontname="Helvetica",
                        fontsize="10")
         _fabric_cluster(graph, idx, label, spec, records.get(path), view, sink)
+    if "hr" in g:
+        _hr_cluster(graph, g["hr"])
     _legend(graph)
     return graph
 
