@@ -73,7 +73,7 @@ def _worker(spec: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", default=DEMO_CFG, help="demo config (built-in settings when the file is missing)")
+    parser.add_argument("--cfg", default=DEMO_CFG, help="demo config")
     parser.add_argument("--iters", type=int, default=2, help="timed iterations per strategy")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)

@@ -169,7 +169,8 @@ def test_make_synthetic_imagefolder_tool(tmp_path, capsys):
     assert main(["--root", str(root), "--train", "4", "--val", "2", "--classes", "2", "--size", "16"]) == 0
     info = json.loads((root / "synthetic_info.json").read_text())
     assert info["train"] == 4 and info["classes"] == 2 and info["size"] == 16
-    assert main(["--root", str(root), "--train", "5", "--val", "2", "--classes", "2", "--size", "16"]) == 1
+    from src.engine.cli import run_cli
+    assert run_cli(main, ["--root", str(root), "--train", "5", "--val", "2", "--classes", "2", "--size", "16"]) == 1
     assert "other settings" in capsys.readouterr().err
 
 

@@ -13,7 +13,8 @@ from src.data.coco import CocoKeypoints
 from src.data.keypoint_info import COCO_SIGMAS
 from src.data.mpii import MpiiKeypoints
 from src.data.targets import render_targets
-from src.evaluation.coco_eval import coco_keypoint_eval, coco_results, instance_scores, write_json_atomic
+from src.evaluation.coco_eval import coco_keypoint_eval, coco_results, instance_scores
+from src.utils.atomic import write_json_atomic
 from src.evaluation.decode import decode_heatmaps, heatmap_maxima
 from src.evaluation.flip import flip_back, infer_heatmaps
 from src.evaluation.nms import oks, oks_nms
@@ -176,7 +177,7 @@ def test_coco_eval_of_ground_truth_and_empty_results(coco, tmp_path):
     assert coco_keypoint_eval(coco.coco, shifted, coco.sigmas)["AP"] < 0.8
     assert coco_keypoint_eval(coco.coco, [], coco.sigmas) == {k: 0.0 for k in metrics}
     out = tmp_path / "sub" / "res.json"
-    write_json_atomic(results, str(out))
+    write_json_atomic(str(out), results)
     assert json.loads(out.read_text()) == results and [p.name for p in out.parent.iterdir()] == ["res.json"]
 
 

@@ -206,5 +206,6 @@ def test_model_info_prints_params_and_macs(capsys):
     macs = int(lines[-1].split()[1])
     assert lines[-1].startswith("macs ") and lines[-3] == f"flops {2 * macs}"
     assert 1.6e9 < macs < 1.83e9  # conv/linear/bmm MACs; the README's 1.83 G also counts BN, adds, softmax
-    assert main(["--cfg", "configs/cls/missing.yaml"]) == 1
+    from src.engine.cli import run_cli
+    assert run_cli(main, ["--cfg", "configs/cls/missing.yaml"]) == 2  # a config error, like train.py
     assert "config file not found" in capsys.readouterr().err

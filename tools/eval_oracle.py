@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from src.data.coco import CocoKeypoints  # noqa: E402
+from src.engine.cli import run_cli  # noqa: E402
 from src.evaluation.pose_eval import evaluate_pose, format_metric_table  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def run_oracle(ann: str, images: str, flip_test: bool = False, input_size=(192, 
         return evaluate_pose(model, loader, dataset, flip_test=flip_test, out_dir=out_dir or tmp)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ann", required=True, help="COCO keypoint annotation JSON")
     parser.add_argument("--images", required=True, help="folder of the annotation's images")
@@ -75,7 +76,8 @@ def main(argv=None) -> None:
                          out_dir=args.out)
     print(format_metric_table(metrics))
     print(f"AP {metrics['AP']:.4f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.synthetic_imagefolder import CLASSES, ensure_synthetic_imagefolder  # noqa: E402
+from src.engine.cli import run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -20,14 +21,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
     p.add_argument("--size", type=int, default=64, help="side of the square images in pixels")
     a = p.parse_args(argv)
-    try:
-        ensure_synthetic_imagefolder(a.root, a.train, a.val, a.classes, a.seed, a.size)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    ensure_synthetic_imagefolder(a.root, a.train, a.val, a.classes, a.seed, a.size)
     print(f"synthetic ImageFolder ready: {a.root} ({a.train} train, {a.val} val, {a.classes} classes)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

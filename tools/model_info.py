@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config.loader import load_config  # noqa: E402
+from src.engine.cli import run_cli  # noqa: E402
 from src.network_factory.registry import build_model  # noqa: E402
 from src.utils.flops import complexity_table, model_complexity  # noqa: E402
 
@@ -22,15 +23,11 @@ def main(argv=None) -> int:
                    help="input height and width (default: MODEL.INPUT_SIZE of the config)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     a = p.parse_args(argv)
-    try:
-        cfg = load_config(a.cfg, a.opts)
-        h, w = a.input_size if a.input_size else (cfg.MODEL.INPUT_SIZE[1], cfg.MODEL.INPUT_SIZE[0])
-        model = build_model(cfg)
-        groups = model.complexity_groups() if hasattr(model, "complexity_groups") else {}
-        rows = model_complexity(model, (1, 3, h, w), groups)
-    except (ValueError, OSError, RuntimeError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 1
+    cfg = load_config(a.cfg, a.opts)
+    h, w = a.input_size if a.input_size else (cfg.MODEL.INPUT_SIZE[1], cfg.MODEL.INPUT_SIZE[0])
+    model = build_model(cfg)
+    groups = model.complexity_groups() if hasattr(model, "complexity_groups") else {}
+    rows = model_complexity(model, (1, 3, h, w), groups)
     print(f"model {cfg.MODEL.NAME}, input {h}x{w} (H x W), batch 1")
     print(complexity_table(rows))
     print(f"flops {rows[0]['flops']}")
@@ -40,4 +37,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

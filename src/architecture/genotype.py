@@ -31,6 +31,7 @@ from src.architecture.cell import INPUT_KINDS
 from src.architecture.fabric import Fabric, FabricSpec
 from src.architecture.hr_supernet import check_hr_genotype, hr_genotype
 from src.architecture.operators import OPS
+from src.utils.atomic import write_json_atomic
 
 GENOTYPE_FORMAT = "fabricnas.genotype/1"
 MODELS = ("part_cnf", "fabric", "hr_dense")
@@ -256,13 +257,7 @@ def validate_genotype(g) -> None:
 def save_genotype(g: dict, path: str) -> str:
     """Validate, then write atomically (temp file + os.replace)."""
     validate_genotype(g)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(g, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, g, indent=1)
 
 
 def load_genotype(path: str) -> dict:

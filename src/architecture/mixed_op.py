@@ -27,10 +27,6 @@ class MixedOp(nn.Module):
                 raise ValueError(f"{len(ops)} operations {list(ops)} need {len(ops)} fixed weights, got {len(weights)}")
             self.register_buffer("fixed_weights", torch.tensor([float(w) for w in weights]), persistent=False)
 
-    @property
-    def op_names(self):
-        return list(self.ops.keys())
-
     def forward(self, x: Tensor, weights: Optional[Tensor] = None) -> Tensor:
         if weights is None:
             weights = getattr(self, "fixed_weights", None)

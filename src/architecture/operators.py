@@ -24,10 +24,6 @@ def build_op(name: str, channels: int, stride: int = 1) -> nn.Module:
     return OPS.get_builder(name)(channels, stride)
 
 
-def op_names() -> List[str]:
-    return sorted(OPS)
-
-
 def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True) -> nn.Sequential:
     """Conv (no bias) + BN, padding kernel // 2."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),

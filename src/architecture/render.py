@@ -9,12 +9,14 @@ the command that renders it.
 """
 import os
 import shutil
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import graphviz
 
 from src.architecture.cell import SCALE_OFFSET, cell_name, edge_layout
 from src.architecture.genotype import genotype_fabrics, search_records
+from src.utils.atomic import atomic_write
 
 VIEWS = ("derived", "supernet")
 FORMATS = ("svg", "png", "pdf")
@@ -216,7 +218,4 @@ def render_genotype(g: dict, out: str, view: str = "derived", log_fn=print) -> s
 
 
 def _write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

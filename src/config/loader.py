@@ -5,6 +5,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from src.config.defaults import get_default_config
+from src.utils.atomic import write_text_atomic
 
 
 class ConfigError(ValueError):
@@ -67,7 +68,4 @@ def load_config(cfg_file: str = "", opts=None, freeze: bool = True) -> CN:
 
 def save_config(cfg: CN, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(cfg.dump())
-    os.replace(tmp, path)
+    write_text_atomic(path, cfg.dump())

@@ -4,17 +4,16 @@ import os
 import torch
 from torch import nn
 
+from src.utils.atomic import atomic_write
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Write `state` to `path` through a temp file in the same folder, then `os.replace`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write `state` to `path` atomically (temp file in the same folder, then `os.replace`)."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str) -> dict:
@@ -41,7 +40,11 @@ def model_state_of(state: dict, path: str) -> dict:
 
 def load_model_weights(model: nn.Module, path: str) -> None:
     """Strictly load the model weights of a checkpoint; mismatches are reported in one line."""
-    sd = model_state_of(load_checkpoint(path), path)
+    load_state_checked(model, model_state_of(load_checkpoint(path), path), path)
+
+
+def load_state_checked(model: nn.Module, sd: dict, path: str) -> None:
+    """`model.load_state_dict(sd)` with a one-line CheckpointError naming `path` when they do not fit."""
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

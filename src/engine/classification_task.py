@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from src.data.imagefolder import ImageFolderDataset, ZipImageDataset, build_transform, list_classes
 from src.data.synthetic_imagefolder import ensure_synthetic_imagefolder
+from src.utils.atomic import write_json_atomic
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list:
@@ -76,7 +77,5 @@ class ClassificationTask:
         metrics = {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "score": 100.0 * c1 / n, "num_images": n}
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "classification_metrics.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(metrics, f, indent=1)
-        os.replace(path + ".tmp", path)
+        write_json_atomic(path, metrics, indent=1)
         return metrics

@@ -21,6 +21,8 @@ def build_network(cfg, genotype_path: str = ""):
 
 def train_main(argv=None) -> int:
     args = train_args(argv)
+    if args.inherit and not args.genotype:
+        raise ValueError("--inherit needs --genotype (the derived network that inherits the supernet's weights)")
     extra = ["SEARCH.STRATEGY", args.search] if args.search else []
     cfg = config_from(args, extra)
     dist_utils.init_distributed(cfg.DIST.BACKEND)

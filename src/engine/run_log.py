@@ -56,7 +56,8 @@ class RunLog:
         for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(os.path.join(out_dir, f"{name}.log"))):
             handler.setFormatter(fmt)
             self.logger.addHandler(handler)
-        self.metrics = CsvLog(os.path.join(out_dir, "metrics.csv"))
+        self.csv = {"train": CsvLog(os.path.join(out_dir, "metrics.csv")),
+                    "eval": CsvLog(os.path.join(out_dir, "eval.csv"))}
         self.arch = CsvLog(os.path.join(out_dir, "arch_values.csv"))
         self.tb = SummaryWriter(os.path.join(out_dir, "tb"))
 
@@ -64,11 +65,11 @@ class RunLog:
         if self.enabled:
             self.logger.info(msg)
 
-    def scalars(self, row: dict, step: int) -> None:
-        """One metrics row (CSV + TensorBoard)."""
+    def scalars(self, row: dict, step: int, kind: str = "train") -> None:
+        """One row of training (metrics.csv) or evaluation (eval.csv) metrics, also to TensorBoard."""
         if not self.enabled:
             return
-        self.metrics.write({"step": step, **row})
+        self.csv[kind].write({"step": step, **row})
         for k, v in row.items():
             if isinstance(v, (int, float)):
                 self.tb.add_scalar(k, v, step)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from src.architecture.arch_params import is_arch_name
 from src.architecture.genotype import genotype_of
 from src.config.loader import save_config
-from src.engine.checkpoint import load_checkpoint, save_checkpoint
+from src.engine.checkpoint import load_checkpoint, load_state_checked, model_state_of, save_checkpoint
 from src.engine.pose_task import build_task
 from src.engine.run_log import RunLog
 from src.engine.search_outputs import export_search_results
@@ -32,7 +32,7 @@ def seed_all(seed: int) -> None:
 
 def pick_device(cfg) -> torch.device:
     if cfg.DEVICE == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device("cuda", dist_utils.get_local_rank()) if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(cfg.DEVICE)
 
 
@@ -137,7 +137,7 @@ class Trainer:
 
     def _resume(self, state: dict):
         self.shrunk = "genotype" in state
-        self.core.load_state_dict(state["model"])
+        load_state_checked(self.core, model_state_of(state, self.last_path), self.last_path)
         if self.slimmer is not None:
             self.slimmer.load_state_dict(state["slimmer"])
         self.strategy.load_state_dict(state["strategy"])
@@ -235,7 +235,7 @@ class Trainer:
                                          self.cfg.TEST.BATCH_SIZE, self.device)
             score = float(metrics["score"])
             self.log.scalars({"epoch": epoch, **{f"val/{k}": v for k, v in metrics.items()
-                                                 if isinstance(v, (int, float))}}, self.step)
+                                                 if isinstance(v, (int, float))}}, self.step, kind="eval")
             self.log.info(f"epoch {epoch} eval: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                                                               if isinstance(v, (int, float))))
         return score

@@ -1,8 +1,6 @@
 """COCO keypoint results (instance scores, OKS-NMS, results JSON) and the pycocotools COCOeval wrapper."""
 import contextlib
 import io
-import json
-import os
 
 import numpy as np
 from pycocotools.cocoeval import COCOeval
@@ -37,15 +35,6 @@ def coco_results(preds, maxvals, box_scores, areas, image_ids, sigmas, oks_nms_t
             results.append(dict(image_id=int(image_id), category_id=1,
                                 keypoints=[round(float(v), 3) for v in kpts[j].ravel()], score=float(scores[j])))
     return results
-
-
-def write_json_atomic(obj, path: str) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def coco_keypoint_eval(coco_gt, results: list, sigmas, image_ids=None) -> dict:

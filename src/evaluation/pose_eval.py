@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.evaluation.coco_eval import coco_keypoint_eval, coco_results, write_json_atomic
+from src.evaluation.coco_eval import coco_keypoint_eval, coco_results
+from src.utils.atomic import write_json_atomic
 from src.evaluation.decode import decode_heatmaps
 from src.evaluation.flip import infer_heatmaps
 from src.evaluation.pckh import pckh
@@ -71,7 +72,7 @@ def evaluate_pose(model, loader, dataset, flip_test: bool = False, out_dir: str 
         metrics["score"] = metrics["AP"]
         name = "keypoints_results.json"
     if out_dir:
-        write_json_atomic(results, os.path.join(out_dir, name))
+        write_json_atomic(os.path.join(out_dir, name), results)
         if visualize:
             poses = {}
             for r in results:

@@ -32,7 +32,7 @@ from src.architecture.inverted_residual import InvertedResidual
 from src.architecture.shrink import Surgery, prune_dead_structure, shrink_block
 from src.architecture.transformer import TokenTransformer
 from src.utils.distributed import is_main
-from src.utils.flops import _count as flop_counts
+from src.utils.flops import flop_counts
 
 
 @dataclass

@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from src.utils.atomic import atomic_write  # noqa: E402
+
 _COLUMN = re.compile(r"^(?P<owner>.+)\.(?P<kind>alpha|beta)\[(?P<index>\d+(?:,\d+)*)\]$")
 _STYLES = ("-", "--", ":", "-.")
 
@@ -114,11 +116,10 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
                 ax.text(0.5, 0.5, f"no {kind}", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = f"{out_path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_path)
-    return out_path
+    try:
+        return atomic_write(out_path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 def plot_arch_values(run_dir: str, out_path: Optional[str] = None) -> str:

@@ -15,7 +15,7 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _count(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, int]:
+def flop_counts(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, int]:
     """FLOPs per module name ("Global" = total; submodules as "<RootClass>.<name>") of one eval forward."""
     p = next(model.parameters(), None)
     x = torch.zeros(*input_shape, device=p.device if p is not None else "cpu")
@@ -31,13 +31,13 @@ def _count(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, int]:
 
 def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     """FLOPs of one forward on zeros of `input_shape` (e.g. (1, 3, H, W))."""
-    return _count(model, input_shape).get("Global", 0)
+    return flop_counts(model, input_shape).get("Global", 0)
 
 
 def model_complexity(model: nn.Module, input_shape: Sequence[int],
                      groups: Optional[Dict[str, str]] = None) -> List[dict]:
     """Rows {name, params, flops, macs}: the whole model, then each `groups` label -> submodule name."""
-    flops = _count(model, input_shape)
+    flops = flop_counts(model, input_shape)
     rows = [{"name": "model", "params": count_params(model), "flops": flops.get("Global", 0)}]
     root = type(model).__name__
     for label, sub in (groups or {}).items():
