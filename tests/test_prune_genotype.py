@@ -198,7 +198,7 @@ def test_genotype_files_and_builds_refuse_bad_input(tmp_path, fresh):
     with pytest.raises(ValueError, match="'backbone.out_channels'"):
         build_from_genotype(tiny_cfg(), g)
     torch.save([1, 2], tmp_path / "list.pth")
-    with pytest.raises(ValueError, match="list.pth holds no model state dict"):
+    with pytest.raises(ValueError, match="list.pth is not a state dict"):
         inherit_weights(build_from_genotype(tiny_cfg(), fresh()), str(tmp_path / "list.pth"))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         inherit_weights(build_from_genotype(tiny_cfg(), fresh()), str(tmp_path / "nope.pth"))

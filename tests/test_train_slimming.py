@@ -1,7 +1,7 @@
 import torch
 
 from src.config.loader import load_config
-from src.engine.checkpoint import load_checkpoint
+from src.utils.state_dict import read_checkpoint
 from src.engine.trainer import Trainer, seed_all
 from src.network_factory.registry import build_model
 from tests.conftest import ROOT, tiny_train_opts
@@ -29,7 +29,7 @@ def test_slimming_shrinks_during_training_and_resumes_the_shrunk_network(tiny_sy
     trainer.fit()
     params_after = sum(p.numel() for p in trainer.core.parameters())
     assert params_after < params_before
-    state = load_checkpoint(str(out / "last.pth"))
+    state = read_checkpoint(str(out / "last.pth"))
     assert "genotype" in state and "slimmer" in state
     resumed = make(tiny_synthetic, out, resume=True, **{"TRAIN.EPOCHS": 3})
     assert sum(p.numel() for p in resumed.core.parameters()) == params_after

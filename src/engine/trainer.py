@@ -12,7 +12,7 @@ from tqdm import tqdm
 from src.architecture.arch_params import is_arch_name
 from src.architecture.genotype import genotype_of
 from src.config.loader import save_config
-from src.engine.checkpoint import load_checkpoint, load_state_checked, model_state_of, save_checkpoint
+from src.engine.checkpoint import load_state_checked, save_checkpoint
 from src.engine.pose_task import build_task
 from src.engine.run_log import RunLog
 from src.engine.search_outputs import export_search_results
@@ -22,6 +22,7 @@ from src.search.slimming import build_slimmer
 from src.search.split import SplitSampler, bilevel_split
 from src.search.strategies import build_strategy
 from src.utils import distributed as dist_utils
+from src.utils.state_dict import read_checkpoint, tensor_state
 
 
 def seed_all(seed: int) -> None:
@@ -133,11 +134,11 @@ class Trainer:
     def _load_resume_state(self) -> dict:
         if not os.path.isfile(self.last_path):
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {self.last_path}")
-        return load_checkpoint(self.last_path)
+        return read_checkpoint(self.last_path)
 
     def _resume(self, state: dict):
         self.shrunk = "genotype" in state
-        load_state_checked(self.core, model_state_of(state, self.last_path), self.last_path)
+        load_state_checked(self.core, tensor_state(state, self.last_path), self.last_path)
         if self.slimmer is not None:
             self.slimmer.load_state_dict(state["slimmer"])
         self.strategy.load_state_dict(state["strategy"])

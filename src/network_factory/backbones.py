@@ -8,7 +8,6 @@ torchvision / the official HRNet, so their checkpoints load through `MODEL.PRETR
 loaded non-strictly with a one-line report; nothing is downloaded).
 """
 import logging
-import os
 from typing import List, Optional
 
 import torch
@@ -19,6 +18,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from src.architecture.fabric import Fabric, FabricSpec, rising_spec
 from src.utils.registry import Registry
+from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
 logger = logging.getLogger(__name__)
 
@@ -36,25 +36,11 @@ def build_backbone(cfg) -> nn.Module:
 
 def load_pretrained(module: nn.Module, path: str) -> str:
     """Load the tensors of a local state dict whose names and shapes match; return (and log) a report."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MODEL.PRETRAINED: checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure is a bad file)
-        raise ValueError(f"MODEL.PRETRAINED: cannot read {path}: {str(exc).splitlines()[0]}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"MODEL.PRETRAINED: {path} is not a state dict of tensors")
-    for prefix in ("module.", "backbone."):
-        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-    own = module.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    mismatched = sum(1 for k, v in state.items() if k in own and own[k].shape != v.shape)
-    module.load_state_dict(matched, strict=False)
-    report = (f"MODEL.PRETRAINED {path}: loaded {len(matched)}/{len(own)} backbone tensors "
-              f"({len(own) - len(matched)} missing, {len(state) - len(matched) - mismatched} unexpected, "
-              f"{mismatched} with other shapes)")
+    label = "MODEL.PRETRAINED checkpoint"
+    state = tensor_state(read_checkpoint(path, label), path, label, strip=("module.", "backbone."))
+    c = load_matching(module, state)
+    report = (f"MODEL.PRETRAINED {path}: loaded {c['loaded']}/{c['total']} backbone tensors "
+              f"({c['missing']} missing, {c['unused']} unexpected, {c['shape_mismatch']} with other shapes)")
     logger.info(report)
     return report
 

@@ -7,7 +7,6 @@ of the supernet's, so `inherit_weights(model, supernet_ckpt)` carries the search
 """
 from typing import Dict
 
-import torch
 from torch import nn
 
 from src.architecture.fabric import FabricSpec
@@ -17,6 +16,7 @@ from src.network_factory.backbones import FabricBackbone, Stem, build_backbone
 from src.network_factory.hr_dense import HRDensePose
 from src.network_factory.part_cnf import PartCNF
 from src.utils.distributed import is_main
+from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
 
 def _backbone(cfg, g: dict) -> nn.Module:
@@ -63,31 +63,11 @@ def build_from_genotype_file(cfg, path: str) -> nn.Module:
         raise ValueError(f"genotype {path}: {exc}") from None
 
 
-def _read_state(path: str) -> Dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"supernet checkpoint not found: {path}") from None
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure means "not a usable state dict")
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"supernet checkpoint {path} is not a loadable state dict: {first[:200]}") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"supernet checkpoint {path} holds no model state dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-
-
 def inherit_weights(model: nn.Module, ckpt_path: str) -> Dict[str, int]:
     """Load every tensor of a (supernet) checkpoint whose name and shape match the model; log and return
     the counts {loaded, total, missing, shape_mismatch, unused} (printed on the main process)."""
-    state = _read_state(ckpt_path)
-    own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    mismatch = sum(1 for k, v in state.items() if k in own and own[k].shape != v.shape)
-    model.load_state_dict(matched, strict=False)
-    counts = {"loaded": len(matched), "total": len(own), "missing": len(own) - len(matched),
-              "shape_mismatch": mismatch, "unused": len(state) - len(matched) - mismatch}
+    label = "supernet checkpoint"
+    counts = load_matching(model, tensor_state(read_checkpoint(ckpt_path, label), ckpt_path, label))
     if is_main():
         print(f"inherited {counts['loaded']}/{counts['total']} tensors from {ckpt_path} ({counts['missing']} not in "
               f"it, {counts['shape_mismatch']} with other shapes, {counts['unused']} of its tensors unused: pruned "

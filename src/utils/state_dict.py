@@ -1,0 +1,44 @@
+"""Reading checkpoints and state dicts: one place for `torch.load(weights_only=True)` and its one-line errors."""
+from typing import Dict, Iterable
+
+import torch
+from torch import nn
+
+
+def read_checkpoint(path: str, label: str = "checkpoint") -> dict:
+    """The dict saved at `path` (a training checkpoint or a state dict); errors name `label` and the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label} not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001  (pickle, zip and weights-only errors: not a usable state dict)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{label} {path} is not a loadable state dict: {first[:200]}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{label} {path} is not a state dict (got {type(state).__name__})")
+    return state
+
+
+def tensor_state(state: dict, path: str, label: str = "checkpoint",
+                 strip: Iterable[str] = ("module.",)) -> Dict[str, torch.Tensor]:
+    """The model tensors inside a checkpoint (`model` or `state_dict` entry, or the dict itself), prefixes
+    such as DDP's `module.` stripped."""
+    for key in ("model", "state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{label} {path} holds no model state dict of tensors")
+    for prefix in strip:
+        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return state
+
+
+def load_matching(module: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, int]:
+    """Load the tensors whose name and shape match; counts {loaded, total, missing, shape_mismatch, unused}."""
+    own = module.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    mismatch = sum(1 for k, v in state.items() if k in own and own[k].shape != v.shape)
+    module.load_state_dict(matched, strict=False)
+    return {"loaded": len(matched), "total": len(own), "missing": len(own) - len(matched),
+            "shape_mismatch": mismatch, "unused": len(state) - len(matched) - mismatch}
