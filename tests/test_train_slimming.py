@@ -34,3 +34,14 @@ def test_slimming_shrinks_during_training_and_resumes_the_shrunk_network(tiny_sy
     resumed = make(tiny_synthetic, out, resume=True, **{"TRAIN.EPOCHS": 3})
     assert sum(p.numel() for p in resumed.core.parameters()) == params_after
     resumed.fit()
+
+
+def test_flops_target_run_on_the_synthetic_set_ends_within_10_percent(tiny_synthetic, tmp_path):
+    trainer = make(tiny_synthetic, tmp_path / "target", **{
+        "PRUNE.TARGET_FLOPS": 0.6, "PRUNE.RHO": 1e-3, "PRUNE.RHO_GAIN": 0.3, "PRUNE.THRESHOLD": 1e-2,
+        "PRUNE.INTERVAL": 5, "TRAIN.EPOCHS": 10, "TRAIN.MAX_ITERS_PER_EPOCH": 4, "TRAIN.LR": 1e-2,
+        "TRAIN.EVAL_INTERVAL": 100})
+    trainer.fit()
+    slimmer = trainer.slimmer
+    assert slimmer.flops < slimmer.supernet_flops
+    assert abs(slimmer.flops - slimmer.target) <= 0.1 * slimmer.target

@@ -11,7 +11,7 @@ CFG=configs/synthetic_search_demo.yaml
 rm -rf "$OUT"
 $PY train.py --cfg $CFG --search second_order_gradient --show_arch_value OUTPUT_DIR $OUT
 $PY train.py --cfg $CFG --genotype $OUT/genotype.json --inherit $OUT/last.pth \
-  OUTPUT_DIR $OUT/retrain SEARCH.STRATEGY none TRAIN.TIME_BUDGET_MIN 6.0 TRAIN.EVAL_INTERVAL 100
+  OUTPUT_DIR $OUT/retrain SEARCH.STRATEGY none TRAIN.TIME_BUDGET_MIN 6.5 TRAIN.EVAL_INTERVAL 100
 echo "without flip test:"
 $PY test.py --cfg $CFG --genotype $OUT/genotype.json --ckpt $OUT/retrain/best.pth OUTPUT_DIR $OUT/retrain | tail -n 1
 echo "with flip test:"
