@@ -24,10 +24,11 @@ def build_op(name: str, channels: int, stride: int = 1) -> nn.Module:
     return OPS.get_builder(name)(channels, stride)
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True) -> nn.Sequential:
-    """Conv (no bias) + BN, padding kernel // 2."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out, affine=affine))
+def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True,
+            relu: bool = False) -> nn.Sequential:
+    """Conv (no bias) + BN (+ ReLU), padding kernel // 2."""
+    layers = [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out, affine=affine)]
+    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
 
 
 class Zero(nn.Module):

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from src.architecture.fabric import Fabric, FabricSpec, rising_spec
+from src.architecture.operators import conv_bn
 from src.utils.registry import Registry
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
@@ -100,11 +101,6 @@ class MobileNetV2Backbone(nn.Module):
         return outs
 
 
-def _conv_bn_relu(c_in: int, c_out: int, stride: int, relu: bool = True) -> nn.Sequential:
-    layers = [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out)]
-    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
-
-
 class HRModule(nn.Module):
     """HRNet module: BasicBlock branches, then every branch sums all others (upsampled / strided) + ReLU."""
 
@@ -118,7 +114,7 @@ class HRModule(nn.Module):
                 if j > i:
                     row[str(j)] = nn.Sequential(nn.Conv2d(cj, ci, 1, bias=False), nn.BatchNorm2d(ci))
                 elif j < i:
-                    row[str(j)] = nn.Sequential(*[_conv_bn_relu(cj, ci if k == i - j - 1 else cj, 2, k < i - j - 1)
+                    row[str(j)] = nn.Sequential(*[conv_bn(cj, ci if k == i - j - 1 else cj, 3, 2, relu=k < i - j - 1)
                                                   for k in range(i - j)])
             self.fuse_layers.append(row)
 
@@ -147,12 +143,12 @@ class HRNetW32Backbone(nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(s, s, 3, 2, 1, bias=False), nn.BatchNorm2d(s)
         down = nn.Sequential(nn.Conv2d(s, 4 * s, 1, bias=False), nn.BatchNorm2d(4 * s))
         self.layer1 = nn.Sequential(Bottleneck(s, s, downsample=down), *[Bottleneck(4 * s, s) for _ in range(3)])
-        self.transition1 = nn.ModuleDict({"0": _conv_bn_relu(4 * s, c[0], 1),
-                                          "1": nn.Sequential(_conv_bn_relu(4 * s, c[1], 2))})
+        self.transition1 = nn.ModuleDict({"0": conv_bn(4 * s, c[0], 3, 1, relu=True),
+                                          "1": nn.Sequential(conv_bn(4 * s, c[1], 3, 2, relu=True))})
         self.stage2 = nn.Sequential(HRModule(c[:2]))
-        self.transition2 = nn.ModuleDict({"2": nn.Sequential(_conv_bn_relu(c[1], c[2], 2))})
+        self.transition2 = nn.ModuleDict({"2": nn.Sequential(conv_bn(c[1], c[2], 3, 2, relu=True))})
         self.stage3 = nn.Sequential(*[HRModule(c[:3]) for _ in range(4)])
-        self.transition3 = nn.ModuleDict({"3": nn.Sequential(_conv_bn_relu(c[2], c[3], 2))})
+        self.transition3 = nn.ModuleDict({"3": nn.Sequential(conv_bn(c[2], c[3], 3, 2, relu=True))})
         self.out_channels = c
 
     def forward(self, x: Tensor) -> List[Tensor]:

@@ -5,22 +5,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.architecture.arch_params import ArchMixin
+from src.architecture.operators import conv_bn
 from src.network_factory.backbones import load_pretrained, register_backbone
 from src.network_factory.registry import register_model
-
-
-def conv_bn_relu(cin, cout, k=3, stride=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride=1):
         super().__init__()
-        self.conv1 = conv_bn_relu(cin, cout, 3, stride)
-        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.conv1 = conv_bn(cin, cout, 3, stride, relu=True)
+        self.conv2 = conv_bn(cout, cout, 3)
         self.down = None
         if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.down = conv_bn(cin, cout, 1, stride)
 
     def forward(self, x):
         identity = x if self.down is None else self.down(x)
@@ -33,7 +30,7 @@ class CompactResNet(nn.Module):
     def __init__(self, widths=(32, 64, 128, 192)):
         super().__init__()
         self.out_channels = list(widths)
-        self.stem = nn.Sequential(conv_bn_relu(3, 32, 3, 2), conv_bn_relu(32, widths[0], 3, 2))
+        self.stem = nn.Sequential(conv_bn(3, 32, 3, 2, relu=True), conv_bn(32, widths[0], 3, 2, relu=True))
         stages, cin = [], widths[0]
         for i, w in enumerate(widths):
             stages.append(nn.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)))
@@ -55,7 +52,7 @@ class BaselinePose(ArchMixin, nn.Module):
         super().__init__()
         self.encoder = CompactResNet(widths)
         self.lateral = nn.ModuleList(nn.Conv2d(w, neck, 1) for w in widths)
-        self.smooth = conv_bn_relu(neck, neck, 3)
+        self.smooth = conv_bn(neck, neck, 3, relu=True)
         self.head = nn.Conv2d(neck, num_joints, 1)
 
     def forward(self, x):
