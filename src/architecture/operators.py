@@ -14,6 +14,7 @@ from typing import List, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.architecture.depthwise import DepthwiseConv2d
 from src.utils.registry import Registry
 
 OPS = Registry("operation")  # name -> factory(C, stride) -> nn.Module
@@ -46,9 +47,9 @@ class Zero(nn.Module):
 
 
 def _dw_pw(c: int, kernel: int, stride: int, dilation: int) -> List[nn.Module]:
-    """Depthwise k x k (dilated) -> pointwise 1x1 -> BN(affine=False) -> ReLU."""
-    return [nn.Conv2d(c, c, kernel, stride, dilation * (kernel // 2), dilation=dilation, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c, affine=False), nn.ReLU(inplace=False)]
+    """Depthwise k x k (dilated) -> pointwise 1x1 -> BN(affine=False) -> ReLU (the depthwise conv with a
+    cheap double backward, for the exact hypergradient: src/architecture/depthwise.py)."""
+    return [DepthwiseConv2d(c, kernel, stride, dilation), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c, affine=False), nn.ReLU(inplace=False)]
 
 
 @register_op("zero")

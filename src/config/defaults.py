@@ -129,7 +129,7 @@ _C.SEARCH.ARCH_BETAS = [0.5, 0.999]  # Adam betas of the arch optimizer
 _C.SEARCH.ARCH_WD = 1e-3  # weight decay of the arch optimizer
 _C.SEARCH.SPLIT_RATIO = 0.5  # bilevel: fraction of the training set used for weights (the rest for arch)
 _C.SEARCH.WARMUP_EPOCHS = 0  # bilevel: epochs of weight-only training before arch steps start
-_C.SEARCH.HESSIAN = "finite_difference"  # second order: "finite_difference" or "exact" (double backward)
+_C.SEARCH.HESSIAN = "exact"  # second order: "exact" (double backward) or "finite_difference" (DARTS' approximation, FD_EPS)
 _C.SEARCH.FD_EPS = 0.01  # second order: finite-difference step eps = FD_EPS / ||v||
 _C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every N iterations
 

@@ -8,26 +8,25 @@ hypergradient is
     d/dalpha L_a(w', alpha) = grad_alpha L_a(w', alpha) + (dg/dalpha)^T z,   z = (dw'/dg)^T grad_w' L_a(w', alpha)
 
 (for plain SGD z = -lr * grad_w' L_a, DARTS' form; for Adam dw'/dg is the diagonal of its update rule).
-Only weights are unrolled, never alpha/beta. `finite_difference` (DARTS): z by a VJP through the virtual
-step, and (dg/dalpha)^T z ~ [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = FD_EPS / ||z||
-(the perturbation R z has norm FD_EPS). `exact`: autograd through the virtual step with a double backward
-(`create_graph`), to verify the approximation; both modes share the virtual step and the loss calls.
+Only weights are unrolled, never alpha/beta. Both modes compute z by a VJP through the virtual step and
+differ in the Hessian-vector product (dg/dalpha)^T z = grad_alpha <g, z>:
+- `exact` (default): a double backward through the weight-batch graph (g is computed with `create_graph`).
+  Fabric depthwise convolutions use `DepthwiseConv2d` (src/architecture/depthwise.py), whose backward is
+  cheap to differentiate; PyTorch's own grouped-conv double backward loops over channels.
+- `finite_difference` (DARTS): [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = FD_EPS / ||z||
+  (the perturbation R z has norm FD_EPS); the perturbed passes ask autograd for alpha gradients only.
 Every forward at w', w+Rz, w-Rz is a `torch.func.functional_call` on new tensors: no module weight is
-ever written, and buffers are restored (`preserved_buffers`).
+ever written, and buffers are restored (`preserved_buffers`). g at the current (w, alpha) is computed once;
+it drives the virtual step and is returned for the real weight step (which therefore sees the arch values
+from before this iteration's arch update).
 
-Reuse (cost: 4 forwards, 2 full backwards, 2 alpha-only backwards per iteration, about 2x first order):
-g at the current (w, alpha) is computed once; it drives the virtual step and is returned for the real
-weight step (which therefore sees the arch values from before this iteration's arch update); the
-perturbed passes ask autograd for alpha gradients only (weights enter as plain tensors, so no weight
-gradient is computed and autograd only walks the graph back to alpha); the virtual-step graph is kept for
-the VJP, not rebuilt.
-
-Accuracy: on ReLU networks the central difference straddles activation kinks, so the estimate does not
-converge as FD_EPS shrinks (demo fabric, float64: cosine 0.48 with the exact hypergradient at FD_EPS 0.01;
-with SiLU instead of ReLU relative error 3e-6, O(eps^2)). `exact` costs about 1.3x finite_difference there.
+Accuracy and cost (measured numbers in the README, `bench/search_step.py` prints both): on ReLU networks
+the central difference straddles activation kinks and float32 rounds off the difference, so it does not
+converge as FD_EPS shrinks; `exact` is exact up to rounding and costs more than `finite_difference`.
 
 Under torch.distributed (`reduce` = all_reduce_mean_), g, (grad_alpha, grad_w') and the Hessian-vector
-product are averaged, so every rank perturbs by the same R z and the step equals a large-batch step.
+product are averaged, so every rank perturbs by the same R z and the step equals a large-batch step
+(the exact mode differentiates its own rank's g and averages the Hessian-vector products).
 """
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -38,7 +37,7 @@ from torch.func import functional_call
 from src.search.base import check_finite, preserved_buffers
 from src.utils.distributed import all_reduce_mean_
 
-MODES = ("finite_difference", "exact")
+MODES = ("exact", "finite_difference")
 
 
 @dataclass
@@ -117,7 +116,7 @@ def _clip_coef(grads: Sequence[torch.Tensor], max_norm: float):
 
 
 def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
-                          mode: str = "finite_difference", fd_eps: float = 0.01, grad_clip: float = 0.0,
+                          mode: str = "exact", fd_eps: float = 0.01, grad_clip: float = 0.0,
                           reduce: Callable = all_reduce_mean_) -> Hypergradient:
     """The hypergradient and the reusable weight gradient; `core` is the unwrapped model in train mode.
 
@@ -136,35 +135,31 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     check_finite(weight_loss, "training loss")
     g = torch.autograd.grad(weight_loss, weights, allow_unused=True, create_graph=exact)
     used = [i for i, gi in enumerate(g) if gi is not None]
-    if not exact:
-        reduce([g[i] for i in used])
-    coef = _clip_coef([g[i] for i in used], grad_clip)
+    g_mean = reduce([g[i].detach().clone() if exact else g[i] for i in used])  # exact: keep g's graph intact
+    coef = _clip_coef(g_mean, grad_clip)
 
     with preserved_buffers(core):
         unrolled = dict(zip(names, weights))  # unused weights keep their value (the optimizer skips them)
-        used_weights = [weights[i] for i in used]
-        if exact:
-            stepped = virtual_step(optimizer, used_weights, [g[i] * coef for i in used])
-            unrolled.update((names[i], w) for i, w in zip(used, stepped))
-            arch_loss = _loss(core, criterion, arch_batch, unrolled)
-            check_finite(arch_loss, "arch loss")
-            arch_grads = _grads_or_zeros(arch_loss, alphas)
+        g_leaf = [gi.detach().requires_grad_() for gi in g_mean]
+        with torch.enable_grad():  # kept for the VJP that gives the direction z
+            stepped = virtual_step(optimizer, [weights[i] for i in used], [gl * coef for gl in g_leaf])
+        w_prime = [w.detach().requires_grad_() for w in stepped]
+        unrolled.update((names[i], w) for i, w in zip(used, w_prime))
+        arch_loss = _loss(core, criterion, arch_batch, unrolled)
+        check_finite(arch_loss, "arch loss")
+        grads = reduce(_grads_or_zeros(arch_loss, alphas + w_prime))
+        direct, v = grads[:len(alphas)], grads[len(alphas):]
+        z = [zi if zi is not None else torch.zeros_like(gl)
+             for gl, zi in zip(g_leaf, torch.autograd.grad(stepped, g_leaf, v, allow_unused=True))]
+        if exact:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
+            hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
         else:
-            g_leaf = [g[i].detach().requires_grad_() for i in used]
-            with torch.enable_grad():  # kept for the VJP that gives the perturbation direction
-                stepped = virtual_step(optimizer, used_weights, [gl * coef for gl in g_leaf])
-            w_prime = [w.detach().requires_grad_() for w in stepped]
-            unrolled.update((names[i], w) for i, w in zip(used, w_prime))
-            arch_loss = _loss(core, criterion, arch_batch, unrolled)
-            check_finite(arch_loss, "arch loss")
-            grads = reduce(_grads_or_zeros(arch_loss, alphas + w_prime))
-            direct, v = grads[:len(alphas)], grads[len(alphas):]
-            z = [zi if zi is not None else torch.zeros_like(gl)
-                 for gl, zi in zip(g_leaf, torch.autograd.grad(stepped, g_leaf, v, allow_unused=True))]
             hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
                                          [names[i] for i in used], z, fd_eps)
-            arch_grads = [a + h for a, h in zip(direct, reduce(hvp))]
-    weight_grads = [None if gi is None else gi.detach() for gi in g]
+        arch_grads = [a + h for a, h in zip(direct, reduce(hvp))]
+    weight_grads = [None] * len(g)
+    for i, gi in zip(used, g_mean):
+        weight_grads[i] = gi.detach()
     return Hypergradient(arch_grads, weight_grads, weight_loss.item(), arch_loss.item())
 
 
