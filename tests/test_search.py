@@ -369,14 +369,14 @@ def test_bad_names_are_refused():
 
 # ---------------------------------------------------------------- split and distributed helpers
 def test_bilevel_split_is_a_seeded_random_partition():
-    w, a = bilevel_split(10, 0.7, seed=1)
+    w, a = bilevel_split(range(10), 0.7, seed=1)
     assert len(w) == 7 and len(a) == 3 and sorted(w + a) == list(range(10))
-    assert (w, a) == bilevel_split(10, 0.7, seed=1)
+    assert (w, a) == bilevel_split(range(10), 0.7, seed=1)
     assert w != list(range(7))  # not the ordered split of the original
-    assert bilevel_split(10, 0.7, seed=2) != (w, a)
+    assert bilevel_split(range(10), 0.7, seed=2) != (w, a)
     for ratio in (0.0, 1.0, 0.01):
         with pytest.raises(ValueError, match="SPLIT_RATIO"):
-            bilevel_split(10, ratio, seed=1)
+            bilevel_split(range(10), ratio, seed=1)
 
 
 def test_split_sampler_reshuffles_per_epoch_and_shards_by_rank():

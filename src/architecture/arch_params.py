@@ -6,6 +6,7 @@ heads) are weights trained by slimming; a module exposes them by naming its gate
 or through `named_gates()` (HR supernet: BN scales). Everything here works on plain or DDP-wrapped
 models, on state dicts and on copies, because it only looks at parameter names.
 """
+import math
 from typing import Dict, Iterator, List, Tuple
 
 import torch
@@ -51,3 +52,15 @@ class ArchMixin:
         """Named, JSON-able snapshot: softmax over the last dim of every alpha/beta."""
         return {name: torch.softmax(p.detach().float(), dim=-1).cpu().tolist()
                 for name, p in self.named_arch_parameters()}
+
+    def arch_entropy(self) -> float:
+        """Mean normalised entropy H(p) / log(n) of the softmaxed rows (last dim) of every alpha/beta with
+        n >= 2 entries: 1 = uniform (undecided), 0 = one-hot (decided); nan without arch parameters."""
+        rows = []
+        for _, p in self.named_arch_parameters():
+            logits = p.detach().double().reshape(-1, p.shape[-1])
+            if logits.shape[-1] < 2:
+                continue
+            logp = torch.log_softmax(logits, dim=-1)
+            rows.append(-(logp.exp() * logp).sum(-1) / math.log(logits.shape[-1]))
+        return float(torch.cat(rows).mean()) if rows else float("nan")

@@ -126,18 +126,23 @@ _C.SEARCH = CN()
 _C.SEARCH.STRATEGY = "none"  # none, random, sync, first_order_gradient, second_order_gradient
 _C.SEARCH.ARCH_LR = 3e-3  # Adam lr of the arch optimizer
 _C.SEARCH.ARCH_BETAS = [0.5, 0.999]  # Adam betas of the arch optimizer
-_C.SEARCH.ARCH_WD = 1e-3  # weight decay of the arch optimizer
+_C.SEARCH.ARCH_WD = 1e-3  # decoupled (AdamW) weight decay of the arch optimizer: alpha *= 1 - ARCH_LR * ARCH_WD per step
 _C.SEARCH.SPLIT_RATIO = 0.5  # bilevel: fraction of the training set used for weights (the rest for arch)
 _C.SEARCH.WARMUP_EPOCHS = 0  # bilevel: epochs of weight-only training before arch steps start
 _C.SEARCH.HESSIAN = "exact"  # second order: "exact" (double backward) or "finite_difference" (DARTS' approximation, FD_EPS)
 _C.SEARCH.FD_EPS = 0.01  # second order: finite-difference step eps = FD_EPS / ||v||
 _C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every N iterations
+_C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch loss's Hessian (alpha/beta) every N arch steps (0 = off)
+_C.SEARCH.EIGEN_ITERS = 10  # collapse monitor: power iterations (Hessian-vector products) per estimate
+_C.SEARCH.EIGEN_STOP_FACTOR = 0.0  # collapse monitor: stop the search when |eigenvalue| > this x the first estimate (0 = never)
 
 # ---------------------------------------------------------------- prune / derive
 _C.PRUNE = CN()
 _C.PRUNE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
 _C.PRUNE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
 _C.PRUNE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
+_C.PRUNE.SELECTION = "magnitude"  # rank ops / inputs by "magnitude" (softmaxed alpha/beta) or "perturbation" (loss increase on the arch split when each is masked; Wang et al. 2021)
+_C.PRUNE.PERTURB_BATCHES = 4  # perturbation: arch-split batches (TRAIN.BATCH_SIZE persons each, fixed by SEED) the loss is measured on
 _C.PRUNE.METHOD = "none"  # "none" or "slimming" (HR-NAS: FLOPs-weighted L1 on gates + periodic physical shrinking)
 _C.PRUNE.RHO = 1e-6  # slimming: loss += rho(t) * sum_g (FLOPs of one unit of g / mean) * |gate_g|_1 (HR-NAS COCO: 1e-6)
 _C.PRUNE.WARMUP_EPOCHS = 2.0  # slimming: rho ramps linearly from 0 to RHO over these (fractional) epochs

@@ -78,6 +78,10 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def split_groups(self) -> List[int]:
+        """Every sample is its own image (the bilevel split's groups)."""
+        return list(range(len(self.samples)))
+
     def __getitem__(self, index: int) -> dict:
         path, label = self.samples[index]
         img = open_rgb(path, path)
@@ -135,6 +139,10 @@ class ZipImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def split_groups(self) -> List[int]:
+        """Every sample is its own image (the bilevel split's groups)."""
+        return list(range(len(self.samples)))
 
     def __getitem__(self, index: int) -> dict:
         name, label = self.samples[index]

@@ -1,6 +1,7 @@
 """Shared top-down person dataset: one record per person box -> the pose batch dict of the contract."""
 import json
 import os
+from typing import List
 
 import numpy as np
 from PIL import Image
@@ -58,6 +59,10 @@ class TopDownDataset(Dataset):
     @property
     def aspect_ratio(self) -> float:
         return self.input_size[0] / self.input_size[1]
+
+    def split_groups(self) -> List[int]:
+        """The image of every sample: the bilevel split keeps all persons of one image on one side."""
+        return [int(r["image_id"]) for r in self.records]
 
     def __len__(self) -> int:
         return len(self.records)

@@ -74,12 +74,12 @@ class RunLog:
             if isinstance(v, (int, float)):
                 self.tb.add_scalar(k, v, step)
 
-    def arch_values(self, state: dict, step: int, epoch: int) -> None:
-        """Softmaxed arch values at an arch step (CSV + TensorBoard)."""
+    def arch_values(self, state: dict, step: int, epoch: int, extra: dict = None) -> None:
+        """Softmaxed arch values at an arch step, with `extra` scalars (entropy, ...) (CSV + TensorBoard)."""
         if not self.enabled or not state:
             return
         flat = flatten_arch_state(state)
-        self.arch.write({"step": step, "epoch": epoch, **flat})
+        self.arch.write({"step": step, "epoch": epoch, **(extra or {}), **flat})
         for k, v in flat.items():
             self.tb.add_scalar(f"arch/{k}", v, step)
 

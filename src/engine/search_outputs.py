@@ -1,14 +1,17 @@
 """What a search run leaves behind: the derived architecture and pictures of how it was chosen.
 
-`export_search_results(cfg, model, out_dir)` prunes the searched model with the PRUNE.* settings and writes
+`export_search_results(cfg, model, out_dir)` prunes the searched model with the PRUNE.* settings (ranking
+by PRUNE.SELECTION: magnitude, or perturbation on batches of the arch split) and writes
 `genotype.json` (first, so nothing else can lose it), `fabric.svg` / `fabric.png` (derived view),
 `fabric_supernet.svg`, `arch_values.png` (from the run's `arch_values.csv`, when there is one) and logs
 the prune report and a supernet-versus-derived comparison (params, FLOPs, CPU latency).
 """
 import os
-from typing import Callable
+from typing import Callable, List, Optional
 
+import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from src.architecture.arch_params import unwrap
 from src.architecture.genotype import genotype_fabrics, save_genotype
@@ -16,21 +19,55 @@ from src.architecture.prune import prune_from_cfg
 from src.architecture.render import render_genotype
 from src.engine.checkpoint import load_model_weights
 from src.engine.model_report import compare_models
+from src.engine.pose_task import build_task
+from src.search.selection import perturbation_scores
+from src.search.split import bilevel_split
 from src.network_factory.registry import build_model
 from src.utils.arch_plot import plot_arch_values
+
+
+def arch_split_batches(cfg, task, count: int, device) -> List[dict]:
+    """`count` batches (TRAIN.BATCH_SIZE persons) of the search's arch split, the same for a given SEED."""
+    train_set = task.build_dataset("train")
+    _, arch_idx = bilevel_split(train_set.split_groups(), cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
+    order = torch.randperm(len(arch_idx), generator=torch.Generator().manual_seed(cfg.SEED)).tolist()
+    picked = [arch_idx[i] for i in order[:count * cfg.TRAIN.BATCH_SIZE]]
+    torch.manual_seed(cfg.SEED)  # the augmentation draws
+    loader = DataLoader(Subset(train_set, picked), batch_size=cfg.TRAIN.BATCH_SIZE, shuffle=False)
+    return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in loader]
+
+
+def selection_scores(cfg, model: nn.Module, log_fn: Callable[[str], None] = print) -> Optional[dict]:
+    """None for PRUNE.SELECTION magnitude; perturbation: the scores of src/search/selection.py."""
+    method = cfg.PRUNE.SELECTION
+    if method == "magnitude":
+        return None
+    if method != "perturbation":
+        raise ValueError(f"unknown PRUNE.SELECTION '{method}' (magnitude, perturbation)")
+    core = unwrap(model)
+    task = build_task(cfg)
+    ref = next(core.parameters())
+    batches = arch_split_batches(cfg, task, cfg.PRUNE.PERTURB_BATCHES, ref.device)
+    log_fn(f"perturbation selection on {len(batches)} arch-split batches")
+    return perturbation_scores(core, task.criterion, batches)
+
+
+def derive(cfg, model: nn.Module, log_fn: Callable[[str], None] = print):
+    """(derived model, genotype): Prune with the PRUNE.* settings and PRUNE.SELECTION."""
+    return prune_from_cfg(cfg, model, log_fn, scores=selection_scores(cfg, model, log_fn))
 
 
 def genotype_from_checkpoint(cfg, ckpt_path: str, log_fn: Callable[[str], None] = print):
     """(derived model, genotype) of the supernet of `cfg` with the weights and arch values of a checkpoint."""
     model = build_model(cfg)
     load_model_weights(model, ckpt_path)
-    return prune_from_cfg(cfg, model, log_fn)
+    return derive(cfg, model, log_fn)
 
 
 def export_search_results(cfg, model: nn.Module, out_dir: str, log_fn: Callable[[str], None] = print) -> dict:
     """Prune -> genotype.json, fabric renders, arch-value plot, comparison. Returns {name: path or text}."""
     core = unwrap(model)
-    derived, genotype = prune_from_cfg(cfg, core, log_fn)
+    derived, genotype = derive(cfg, core, log_fn)
     out = {"genotype": save_genotype(genotype, os.path.join(out_dir, "genotype.json"))}
     log_fn(f"derived architecture written to {out['genotype']} (retrain: train.py --cfg CFG --genotype "
            f"{out['genotype']} --inherit {os.path.join(out_dir, 'last.pth')})")

@@ -1,8 +1,13 @@
-"""The training / search loop: data, strategy steps, logging, evaluation, checkpoints, exact resume."""
+"""The training / search loop: data and strategy steps; everything else is a hook (src/engine/hooks.py).
+
+    for epoch: before_epoch -> for it: before_step, strategy.step, after_step -> after_epoch
+    after_train (only when the loop ended normally)
+
+Hooks run in list order; a hook ends the run early with `trainer.request_stop(reason)`: the epoch ends
+after the current iteration, and its after_epoch hooks see `trainer.is_last_epoch`."""
 import math
 import os
 import random
-import time
 
 import numpy as np
 import torch
@@ -10,12 +15,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src.architecture.arch_params import is_arch_name
-from src.architecture.genotype import genotype_of
 from src.config.loader import save_config
 from src.engine.checkpoint import load_state_checked, save_checkpoint
+from src.engine.hooks import default_hooks
 from src.engine.pose_task import build_task
 from src.engine.run_log import RunLog
-from src.engine.search_outputs import export_search_results
 from src.network_factory.from_genotype import build_from_genotype
 from src.search.base import NonFiniteError
 from src.search.slimming import build_slimmer
@@ -53,7 +57,9 @@ def to_device(batch, device):
 
 
 class Trainer:
-    """Builds everything from the config, then `fit()`."""
+    """Builds the data, the strategy and the hooks from the config, then `fit()`. The model is built by the
+    caller (supernet, or derived network from a genotype); a resumed checkpoint of a network shrunk by
+    slimming carries its genotype: that network is rebuilt here from it."""
 
     def __init__(self, cfg, model, *, resume=False, show_arch_value=False):
         self.cfg = cfg
@@ -79,7 +85,9 @@ class Trainer:
         self.strategy = build_strategy(cfg, self.model, self.criterion)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.strategy.weight_optimizer, lambda e: lr_factor(cfg, e))
         self._build_loaders()
-        self.start_epoch, self.step, self.best, self.shrunk = 0, 0, -float("inf"), False
+        self.start_epoch, self.step, self.best = 0, 0, -float("inf")
+        self.stop_reason, self.is_last_epoch, self.batches = "", False, None
+        self.hooks = default_hooks(self)
         if resume_state is not None:
             self._resume(resume_state)
         # only now that every input was read and checked does the run write anything
@@ -95,7 +103,14 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
 
+    def rewrap(self) -> None:
+        """After the network's structure changed (a shrink): a new DDP wrapper, and the strategy re-bound."""
+        self.model = self._wrap()
+        self.strategy.rebind(self.model)
+
     def criterion(self, output, batch):
+        """The task loss, plus the slimming penalty when slimming runs. Every strategy calls this one
+        criterion, so the penalty enters the arch objective too (see src/search/slimming.py)."""
         loss = self.task.criterion(output, batch)
         return loss + self.slimmer.penalty() if self.slimmer is not None else loss
 
@@ -103,7 +118,7 @@ class Trainer:
     def _build_loaders(self):
         cfg, n = self.cfg, len(self.train_set)
         if self.strategy.uses_arch_split:
-            weight_idx, arch_idx = bilevel_split(n, cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
+            weight_idx, arch_idx = bilevel_split(self.train_set.split_groups(), cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
         else:
             weight_idx, arch_idx = list(range(n)), []
         self.samplers = [SplitSampler(weight_idx, seed=cfg.SEED)]
@@ -122,14 +137,15 @@ class Trainer:
         return min(n, cap) if cap > 0 else n
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self, epoch_done: int) -> dict:
+    def state(self, epoch_done: int) -> dict:
         state = {"model": self.core.state_dict(), "strategy": self.strategy.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": epoch_done, "step": self.step, "best": self.best}
-        if self.slimmer is not None:
-            state["slimmer"] = self.slimmer.state_dict()
-            if self.shrunk:
-                state["genotype"] = genotype_of(self.cfg, self.core)
+        for hook in self.hooks:
+            state.update(hook.state_dict())
         return state
+
+    def save(self, epoch_done: int, path: str) -> None:
+        save_checkpoint(self.state(epoch_done), path)
 
     def _load_resume_state(self) -> dict:
         if not os.path.isfile(self.last_path):
@@ -137,41 +153,37 @@ class Trainer:
         return read_checkpoint(self.last_path)
 
     def _resume(self, state: dict):
-        self.shrunk = "genotype" in state
         load_state_checked(self.core, tensor_state(state, self.last_path), self.last_path)
-        if self.slimmer is not None:
-            self.slimmer.load_state_dict(state["slimmer"])
+        for hook in self.hooks:
+            hook.load_state_dict(state)
         self.strategy.load_state_dict(state["strategy"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), float(state["best"])
 
     # ------------------------------------------------------------------ loop
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current epoch (time budget, collapse monitor)."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+
+    def _call(self, event: str, *args) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)(*args)
+
     def fit(self) -> float:
-        cfg, t0 = self.cfg, time.time()
-        budget = cfg.TRAIN.TIME_BUDGET_MIN * 60
         epoch = self.start_epoch
         try:
-            while epoch < cfg.TRAIN.EPOCHS:
-                out_of_time = self._train_epoch(epoch, t0, budget)
-                last = epoch + 1 == cfg.TRAIN.EPOCHS or out_of_time
-                self._slim(epoch, last)
-                epoch += 1
+            while epoch < self.cfg.TRAIN.EPOCHS:
+                self._call("before_epoch", epoch)
+                self._train_epoch(epoch)
+                self.is_last_epoch = epoch + 1 == self.cfg.TRAIN.EPOCHS or bool(self.stop_reason)
                 self.scheduler.step()
-                score = None
-                if last or epoch % cfg.TRAIN.EVAL_INTERVAL == 0:
-                    score = self.evaluate(epoch)
-                if self.main:
-                    if score is not None and score > self.best:
-                        self.best = score
-                        save_checkpoint(self._state(epoch), self.best_path)
-                    save_checkpoint(self._state(epoch), self.last_path)
-                dist_utils.barrier()
-                if out_of_time:
-                    self.log.info(f"time budget of {cfg.TRAIN.TIME_BUDGET_MIN} min reached after epoch {epoch}")
+                self._call("after_epoch", epoch)
+                epoch += 1
+                if self.stop_reason:
+                    self.log.info(f"stopped after epoch {epoch}: {self.stop_reason}")
                     break
-            if self.main and cfg.SEARCH.STRATEGY != "none" and any(
-                    is_arch_name(n) for n, _ in self.core.named_parameters()):  # a search: derive its architecture
-                export_search_results(cfg, self.core, self.out_dir, log_fn=self.log.info)
+            self._call("after_train")
             dist_utils.barrier()
         except NonFiniteError as exc:
             self.log.info(f"stopped: {exc}")
@@ -180,7 +192,7 @@ class Trainer:
             self.log.close()
         return self.best
 
-    def _train_epoch(self, epoch: int, t0: float, budget: float) -> bool:
+    def _train_epoch(self, epoch: int, *_) -> None:
         cfg = self.cfg
         seed_all(cfg.SEED * 1000 + epoch)
         for s in self.samplers:
@@ -191,43 +203,22 @@ class Trainer:
         bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=not self.main, mininterval=2.0, leave=False)
         lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
         for it in bar:
-            batches = [to_device(b, self.device) for b in next(iters)]
-            rho = self.slimmer.update_rho(epoch + it / n_iter) if self.slimmer is not None else None
-            stats = self.strategy.step(batches[0], batches[1] if len(batches) > 1 else None, arch_active=arch_active)
-            if rho is not None:
-                stats["rho"] = rho
+            self.batches = [to_device(b, self.device) for b in next(iters)]
+            stats = {}
+            for hook in self.hooks:
+                stats.update(hook.before_step(epoch, it, n_iter))
+            stats.update(self.strategy.step(self.batches[0], self.batches[1] if len(self.batches) > 1 else None,
+                                            arch_active=arch_active))
             self.step += 1
+            for hook in self.hooks:
+                stats.update(hook.after_step(epoch, it, n_iter, stats))
             bar.set_postfix(loss=f"{stats['loss']:.5f}", refresh=False)
-            if "arch_loss" in stats:
-                self.log.arch_values(self.core.arch_state(), self.step, epoch)
             if self.step % cfg.PRINT_FREQ == 0 or it == n_iter - 1:
                 self.log.scalars({"epoch": epoch, "lr": lr, **stats}, self.step)
                 self.log.info(f"epoch {epoch} iter {it + 1}/{n_iter} " +
                               " ".join(f"{k} {v:.5g}" for k, v in stats.items()))
-            if self.show_arch_value and (self.step % cfg.SEARCH.SHOW_ARCH_EVERY == 0 or it == n_iter - 1):
-                self.print_arch()
-            if budget > 0 and time.time() - t0 > budget:
-                return True
-        return False
-
-    def _slim(self, epoch: int, last: bool) -> None:
-        """Slimming: physically shrink at PRUNE.INTERVAL and at the end; re-wrap DDP on a new structure."""
-        if self.slimmer is None:
-            return
-        opt = self.strategy.weight_optimizer
-        stats = self.slimmer.shrink(opt) if last else self.slimmer.maybe_shrink(epoch, opt)
-        if stats is None:
-            return
-        self.shrunk = True
-        self.model = self._wrap()
-        self.strategy.model = self.model
-        self.log.info(f"epoch {epoch} shrink: FLOPs {stats['flops_before'] / 1e6:.2f}M -> {stats['flops'] / 1e6:.2f}M; "
-                      + self.slimmer.report().replace("\n", ";"))
-
-    def print_arch(self) -> None:
-        table = getattr(self.core, "arch_table", None)
-        if table is not None:
-            self.log.info("architecture values (softmax):\n" + table())
+            if self.stop_reason:
+                break
 
     def evaluate(self, epoch: int):
         score = None

@@ -41,9 +41,15 @@ def build_weight_optimizer(cfg, params) -> torch.optim.Optimizer:
 
 
 def build_arch_optimizer(cfg, params) -> torch.optim.Optimizer:
-    """Adam over the arch parameters with SEARCH.ARCH_LR / ARCH_BETAS / ARCH_WD (L2, as DARTS)."""
-    return torch.optim.Adam(list(params), lr=cfg.SEARCH.ARCH_LR, betas=tuple(cfg.SEARCH.ARCH_BETAS),
-                            weight_decay=cfg.SEARCH.ARCH_WD)
+    """Adam over the arch parameters with SEARCH.ARCH_LR / ARCH_BETAS, and ARCH_WD as *decoupled* decay.
+
+    DARTS adds ARCH_WD * alpha to the gradient (coupled L2) before Adam normalises it. That balance depends
+    on the loss scale: with a heatmap MSE of ~5e-3 the arch gradient is ~3e-5 per element, so a coupled
+    decay of 1e-3 (DARTS' value for a cross-entropy loss) pins |alpha| near 0.03 and the search never
+    leaves uniform. Adam's step is invariant to the gradient's scale; decoupled decay (AdamW: alpha *=
+    1 - lr * wd per step) is too, so the data, not the decay, moves alpha whatever the loss scale."""
+    return torch.optim.AdamW(list(params), lr=cfg.SEARCH.ARCH_LR, betas=tuple(cfg.SEARCH.ARCH_BETAS),
+                             weight_decay=cfg.SEARCH.ARCH_WD)
 
 
 class NonFiniteError(RuntimeError):
@@ -90,6 +96,10 @@ class SearchStrategy:
         if not self.trains_arch:
             self.init_arch_values()
         self.weight_optimizer = build_weight_optimizer(cfg, self.weight_optimizer_params())
+
+    def rebind(self, model: nn.Module) -> None:
+        """Follow a new wrapper of the same (possibly shrunk) network; the optimizers keep their state."""
+        self.model, self.core = model, unwrap(model)
 
     def init_arch_values(self) -> None:
         """Frozen strategies set their arch values here; `none`: every logit 0 (uniform mixture)."""

@@ -1,14 +1,16 @@
 """Bilevel data split: seeded random weight/arch halves of the training set, and their sampler.
 
-    weight_idx, arch_idx = bilevel_split(len(train_set), cfg.SEARCH.SPLIT_RATIO, cfg.SEED)
+    weight_idx, arch_idx = bilevel_split(groups, cfg.SEARCH.SPLIT_RATIO, cfg.SEED)  # groups[i]: image of sample i
     weight_sampler = SplitSampler(weight_idx, seed=cfg.SEED)   # shards by rank under torch.distributed
     loader = DataLoader(train_set, batch_size=..., sampler=weight_sampler)
     weight_sampler.set_epoch(epoch)                             # every epoch, on every rank
 
-The split depends only on (num_samples, ratio, seed), so every rank computes the same one.
+The split is made by group (for top-down pose: by image), so all persons of one image fall on one side and
+the arch batches never see an image the weights were trained on. It depends only on (groups, ratio, seed),
+so every rank computes the same one.
 """
 import math
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Sampler
@@ -16,15 +18,27 @@ from torch.utils.data import Sampler
 from src.utils.distributed import get_rank, get_world_size
 
 
-def bilevel_split(num_samples: int, ratio: float, seed: int) -> Tuple[List[int], List[int]]:
-    """(weight indices, arch indices): a random partition with round(ratio * num_samples) weight samples."""
+def bilevel_split(groups: Sequence[int], ratio: float, seed: int) -> Tuple[List[int], List[int]]:
+    """(weight indices, arch indices): a seeded random partition of the groups (the image of every sample);
+    groups are drawn in random order onto the weight side until it holds round(ratio * n) samples."""
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"SEARCH.SPLIT_RATIO must be in (0, 1), got {ratio}")
-    num_weight = int(round(num_samples * ratio))
-    if not 0 < num_weight < num_samples:
-        raise ValueError(f"SEARCH.SPLIT_RATIO {ratio} leaves an empty split of {num_samples} training samples")
-    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(order[:num_weight]), sorted(order[num_weight:])
+    members: dict = {}
+    for i, grp in enumerate(groups):
+        members.setdefault(grp, []).append(i)
+    keys = sorted(members)
+    order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(seed)).tolist()
+    target, weight = int(round(len(groups) * ratio)), []
+    for rank, k in enumerate(order):
+        if len(weight) >= target:
+            arch = sorted(i for k2 in order[rank:] for i in members[keys[k2]])
+            break
+        weight += members[keys[k]]
+    else:
+        arch = []
+    if not weight or not arch:
+        raise ValueError(f"SEARCH.SPLIT_RATIO {ratio} leaves an empty split of {len(keys)} training images")
+    return sorted(weight), arch
 
 
 class SplitSampler(Sampler[int]):

@@ -1,0 +1,184 @@
+"""Trainer hooks (the detectron2 HookBase pattern): what runs around the strategy's step.
+
+| hook               | does                                                                                 |
+|--------------------|--------------------------------------------------------------------------------------|
+| `TimeBudgetHook`   | TRAIN.TIME_BUDGET_MIN > 0: asks the trainer to stop once the budget is used (option) |
+| `SlimmingHook`     | HR-NAS slimming: rho(t) before every step, physical shrink at PRUNE.INTERVAL / end   |
+| `ArchMonitorHook`  | at every arch step: softmaxed alpha/beta and their mean normalised entropy to        |
+|                    | arch_values.csv / TensorBoard; every SEARCH.EIGEN_EVERY arch steps the dominant      |
+|                    | Hessian eigenvalue (collapse monitor, optional early stop); --show_arch_value tables |
+| `EvalCheckpointHook` | evaluation every TRAIN.EVAL_INTERVAL epochs and at the end; best.pth / last.pth    |
+| `SearchExportHook` | at the end of a search: prune -> genotype.json, renders, plots (search_outputs.py)   |
+
+`before_step` / `after_step` return a dict of scalars merged into the step's log row.
+`state_dict()` entries go into every checkpoint; `load_state_dict(state)` reads them on resume.
+"""
+import math
+import time
+from typing import Dict, List
+
+from src.architecture.arch_params import is_arch_name
+from src.architecture.genotype import genotype_of
+from src.search.collapse import dominant_eigenvalue
+from src.utils import distributed as dist_utils
+
+
+class HookBase:
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def before_epoch(self, epoch: int) -> None:
+        pass
+
+    def before_step(self, epoch: int, it: int, n_iter: int) -> Dict[str, float]:
+        return {}
+
+    def after_step(self, epoch: int, it: int, n_iter: int, stats: dict) -> Dict[str, float]:
+        return {}
+
+    def after_epoch(self, epoch: int) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class TimeBudgetHook(HookBase):
+    """Wall-clock budget (TRAIN.TIME_BUDGET_MIN): an option for users; runs that must reproduce count epochs."""
+
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        self.budget, self.t0 = trainer.cfg.TRAIN.TIME_BUDGET_MIN * 60, time.time()
+
+    def after_step(self, epoch, it, n_iter, stats):
+        if self.budget > 0 and time.time() - self.t0 > self.budget:
+            self.trainer.request_stop(f"time budget of {self.trainer.cfg.TRAIN.TIME_BUDGET_MIN} min reached")
+        return {}
+
+
+class SlimmingHook(HookBase):
+    """rho(t) before every step; shrink every PRUNE.INTERVAL epochs and after the last one, then re-wrap DDP
+    and re-bind the strategy. A shrunk network's genotype goes into every checkpoint (resume rebuilds it)."""
+
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        self.slimmer, self.shrunk = trainer.slimmer, False
+
+    def before_step(self, epoch, it, n_iter):
+        return {"rho": self.slimmer.update_rho(epoch + it / n_iter)}
+
+    def after_epoch(self, epoch):
+        t = self.trainer
+        opt = t.strategy.weight_optimizer
+        stats = self.slimmer.shrink(opt) if t.is_last_epoch else self.slimmer.maybe_shrink(epoch, opt)
+        if stats is None:
+            return
+        self.shrunk = True
+        t.rewrap()
+        t.log.info(f"epoch {epoch} shrink: FLOPs {stats['flops_before'] / 1e6:.2f}M -> {stats['flops'] / 1e6:.2f}M; "
+                   + self.slimmer.report().replace("\n", ";"))
+
+    def state_dict(self):
+        state = {"slimmer": self.slimmer.state_dict()}
+        if self.shrunk:
+            state["genotype"] = genotype_of(self.trainer.cfg, self.trainer.core)
+        return state
+
+    def load_state_dict(self, state):
+        self.slimmer.load_state_dict(state["slimmer"])
+        self.shrunk = "genotype" in state
+
+
+class ArchMonitorHook(HookBase):
+    """Arch values and entropy at every arch step; the collapse monitor; the --show_arch_value tables."""
+
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        s = trainer.cfg.SEARCH
+        self.every, self.iters, self.stop_factor = s.EIGEN_EVERY, s.EIGEN_ITERS, s.EIGEN_STOP_FACTOR
+        self.arch_steps, self.eigen, self.eigen_ref = 0, float("nan"), float("nan")
+
+    def after_step(self, epoch, it, n_iter, stats):
+        t = self.trainer
+        out = {}
+        if "arch_loss" in stats:
+            self.arch_steps += 1
+            out["arch_entropy"] = t.core.arch_entropy()
+            if self.every > 0 and self.arch_steps % self.every == 0:
+                out.update(self._eigen())
+            t.log.arch_values(t.core.arch_state(), t.step, epoch, extra=out)
+        if t.show_arch_value and (t.step % t.cfg.SEARCH.SHOW_ARCH_EVERY == 0 or it == n_iter - 1):
+            self.print_arch()
+        return out
+
+    def _eigen(self) -> dict:
+        t = self.trainer
+        self.eigen = dominant_eigenvalue(t.core, t.criterion, t.batches[-1], self.iters, seed=t.step)
+        if math.isnan(self.eigen_ref):
+            self.eigen_ref = self.eigen
+        elif self.stop_factor > 0 and abs(self.eigen) > self.stop_factor * abs(self.eigen_ref):
+            t.request_stop(f"collapse monitor: Hessian eigenvalue {self.eigen:.4g} > {self.stop_factor} x "
+                           f"the first one ({self.eigen_ref:.4g}), SEARCH.EIGEN_STOP_FACTOR")
+        return {"hessian_eigenvalue": self.eigen}
+
+    def print_arch(self) -> None:
+        t = self.trainer
+        text = t.core.arch_table()
+        if text:
+            text += f"\nmean normalised entropy {t.core.arch_entropy():.3f} (uniform = 1)"
+            if not math.isnan(self.eigen):
+                text += f"; dominant Hessian eigenvalue {self.eigen:.4g} (first {self.eigen_ref:.4g})"
+            t.log.info("architecture values (softmax):\n" + text)
+
+    def state_dict(self):
+        return {"arch_monitor": {"arch_steps": self.arch_steps, "eigen": self.eigen, "eigen_ref": self.eigen_ref}}
+
+    def load_state_dict(self, state):
+        mon = state.get("arch_monitor", {})
+        self.arch_steps = int(mon.get("arch_steps", 0))
+        self.eigen, self.eigen_ref = float(mon.get("eigen", "nan")), float(mon.get("eigen_ref", "nan"))
+
+
+class EvalCheckpointHook(HookBase):
+    """Evaluate every TRAIN.EVAL_INTERVAL epochs and after the last; write best.pth (on a better score) and
+    last.pth (every epoch), atomically, on the main process."""
+
+    def after_epoch(self, epoch):
+        t = self.trainer
+        done = epoch + 1
+        score = t.evaluate(done) if t.is_last_epoch or done % t.cfg.TRAIN.EVAL_INTERVAL == 0 else None
+        if t.main:
+            if score is not None and score > t.best:
+                t.best = score
+                t.save(done, t.best_path)
+            t.save(done, t.last_path)
+        dist_utils.barrier()
+
+
+class SearchExportHook(HookBase):
+    """At the end of a search (arch parameters and a strategy other than `none`): derive and export."""
+
+    def after_train(self):
+        t = self.trainer
+        if t.main:
+            from src.engine.search_outputs import export_search_results  # heavy: graphviz, matplotlib
+            export_search_results(t.cfg, t.core, t.out_dir, log_fn=t.log.info)
+
+
+def default_hooks(trainer) -> List[HookBase]:
+    hooks: List[HookBase] = [TimeBudgetHook(trainer)]
+    if trainer.slimmer is not None:
+        hooks.append(SlimmingHook(trainer))
+    searching = any(is_arch_name(n) for n, _ in trainer.core.named_parameters())
+    if searching:
+        hooks.append(ArchMonitorHook(trainer))
+    hooks.append(EvalCheckpointHook(trainer))
+    if searching and trainer.cfg.SEARCH.STRATEGY != "none":
+        hooks.append(SearchExportHook(trainer))
+    return hooks
