@@ -87,7 +87,7 @@ class SlimmingHook(HookBase):
     def state_dict(self):
         state = {"slimmer": self.slimmer.state_dict()}
         if self.shrunk:
-            state["genotype"] = genotype_of(self.trainer.cfg, self.trainer.core)
+            state["genotype"] = genotype_of(self.trainer.cfg, self.trainer.core).to_dict()  # weights_only-loadable
         return state
 
     def load_state_dict(self, state):

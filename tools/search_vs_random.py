@@ -1,0 +1,208 @@
+"""Does the search beat random architectures? Search, draw FLOPs-matched random fabrics, retrain all, test.
+
+    python tools/search_vs_random.py --cfg configs/synthetic_search_demo.yaml --seeds 0 1 2 --random 5 \
+        [--retrain-epochs 10] [--out output/search_vs_random] [--flops-tol 0.05] [KEY VALUE ...]
+
+For every seed:
+1. `searched`: train.py --cfg CFG SEED s (the config's strategy), which ends with Prune -> genotype.json;
+2. `none`: the uniform derivation: the searched supernet's weights with every arch logit 0, derived with the
+   same PRUNE settings (with magnitude selection this is what a search that learned nothing would pick);
+3. `random`: arch logits drawn as N(0, 1) (generator seeded by seed and draw), derived with the same PRUNE
+   settings, accepted when the derived FLOPs are within +-flops-tol of the searched fabric's (rejection
+   sampling over at most --max-draws draws; a shortfall is reported, never filled with unmatched draws);
+4. every candidate is retrained with one recipe: train.py --genotype G SEED s SEARCH.STRATEGY none
+   TRAIN.EPOCHS E, from scratch (random and uniform fabrics have no supernet weights of their own, and
+   inheriting the searched supernet's would favour the searched fabric), the same seed and data order;
+5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set).
+Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP mean +- std per kind,
+params, FLOPs, and per seed) and OUT/ap_vs_flops.png (searched fabrics highlighted).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from src.architecture.genotype import save_genotype  # noqa: E402
+from src.config.loader import load_config  # noqa: E402
+from src.engine.checkpoint import load_model_weights  # noqa: E402
+from src.engine.cli import run_cli  # noqa: E402
+from src.engine.search_outputs import derive  # noqa: E402
+from src.network_factory.from_genotype import build_from_genotype_file  # noqa: E402
+from src.network_factory.registry import build_model  # noqa: E402
+from src.utils.atomic import write_json_atomic  # noqa: E402
+from src.utils.flops import count_flops, count_params  # noqa: E402
+
+
+def _run(args, log_path):
+    """A train.py / test.py run in its own process (output to log_path); returns its stdout's last line."""
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=log, text=True)
+        log.write(proc.stdout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args[:3]))} failed (exit {proc.returncode}); see {log_path}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _size(cfg, genotype_path):
+    net = build_from_genotype_file(cfg, genotype_path)
+    w, h = cfg.MODEL.INPUT_SIZE
+    return count_params(net), count_flops(net, (1, 3, int(h), int(w)))
+
+
+def _derive_with_logits(cfg, supernet_ckpt, draw, path):
+    """Genotype of the supernet (weights of the search) with arch logits from `draw(shape)`."""
+    model = build_model(cfg)
+    load_model_weights(model, supernet_ckpt)
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.copy_(draw(p.shape))
+    _, genotype = derive(cfg, model, log_fn=lambda s: None)
+    save_genotype(genotype, path)
+    return path
+
+
+def candidates_of_seed(cfg, opts, seed, n_random, tol, max_draws, out, bar):
+    """[(kind, name, genotype path)] for one seed: searched, none, and the FLOPs-matched random ones."""
+    sdir = out / f"seed{seed}"
+    search_dir = sdir / "search"
+    if not (search_dir / "genotype.json").is_file():
+        bar.set_description(f"seed {seed}: search")
+        sdir.mkdir(parents=True, exist_ok=True)
+        _run(["train.py", "--cfg", cfg.cfg_file, *opts, "SEED", seed, "OUTPUT_DIR", search_dir], sdir / "search.log")
+    scfg = load_config(cfg.cfg_file, list(opts) + ["SEED", str(seed)])
+    ckpt = search_dir / "last.pth"
+    found = [("searched", "searched", search_dir / "genotype.json")]
+    none_path = sdir / "none.json"
+    if not none_path.is_file():
+        _derive_with_logits(scfg, ckpt, torch.zeros, none_path)
+    found.append(("none", "none", none_path))
+    _, target = _size(scfg, search_dir / "genotype.json")
+    draws = sorted(sdir.glob("random_*.json"))
+    accepted = [p for p in draws if abs(_size(scfg, p)[1] / target - 1) <= tol]
+    state_path = sdir / "random_draws.json"
+    tried = json.loads(state_path.read_text())["tried"] if state_path.is_file() else 0
+    while len(accepted) < n_random and tried < max_draws:
+        bar.set_description(f"seed {seed}: random draw {tried}")
+        gen = torch.Generator().manual_seed(seed * 100003 + tried)
+        path = sdir / f"random_{tried:04d}.json"
+        _derive_with_logits(scfg, ckpt, lambda shape: torch.randn(shape, generator=gen), path)
+        tried += 1
+        if abs(_size(scfg, path)[1] / target - 1) <= tol:
+            accepted.append(path)
+        else:
+            path.unlink()
+        write_json_atomic(str(state_path), {"tried": tried})
+    found += [("random", p.stem, p) for p in accepted[:n_random]]
+    return found, tried
+
+
+def retrain_and_test(cfg_file, opts, seed, kind, name, genotype, epochs, out):
+    run = out / f"seed{seed}" / f"retrain_{name}"
+    run.mkdir(parents=True, exist_ok=True)
+    common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "OUTPUT_DIR", run]
+    if not (run / "last.pth").is_file():
+        _run(["train.py", "--cfg", cfg_file, "--genotype", genotype, *common, "TRAIN.EPOCHS", epochs,
+              "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log")
+    last = _run(["test.py", "--cfg", cfg_file, "--genotype", genotype, "--ckpt", run / "last.pth", "--flip-test",
+                 *common], run / "test_stdout.log")
+    name_, value = last.split()
+    if name_ != "AP":
+        raise RuntimeError(f"test.py printed '{last}', expected 'AP <value>'")
+    return float(value)
+
+
+def write_report(results, out, meta):
+    kinds = ["searched", "none", "random"]
+    rows = ["| kind | candidates | AP (flip) mean +- std | params (M) | GFLOPs |", "|---|---|---|---|---|"]
+    for kind in kinds:
+        rs = [r for r in results if r["kind"] == kind]
+        if rs:
+            ap = np.array([r["ap"] for r in rs])
+            rows.append(f"| {kind} | {len(rs)} | {ap.mean():.4f} +- {ap.std():.4f} | "
+                        f"{np.mean([r['params'] for r in rs]) / 1e6:.3f} | {np.mean([r['flops'] for r in rs]) / 1e9:.4f} |")
+    rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random |", "|---|---|---|---|---|"]
+    gaps = []
+    for seed in sorted({r["seed"] for r in results}):
+        by = {k: [r["ap"] for r in results if r["seed"] == seed and r["kind"] == k] for k in kinds}
+        if by["searched"] and by["random"]:
+            gap = by["searched"][0] - float(np.mean(by["random"]))
+            gaps.append(gap)
+            rows.append(f"| {seed} | {by['searched'][0]:.4f} | {by['none'][0] if by['none'] else float('nan'):.4f} | "
+                        f"{np.mean(by['random']):.4f} (n={len(by['random'])}) | {gap:+.4f} |")
+    if gaps:
+        rows.append(f"\nsearched - random, averaged over seeds: {np.mean(gaps):+.4f} AP")
+    rows.append(f"\n{meta}")
+    (out / "table.md").write_text("\n".join(rows) + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, style in (("random", dict(c="0.6", marker="o")), ("none", dict(c="tab:blue", marker="s")),
+                        ("searched", dict(c="tab:red", marker="*", s=140))):
+        rs = [r for r in results if r["kind"] == kind]
+        ax.scatter([r["flops"] / 1e9 for r in rs], [r["ap"] for r in rs], label=kind, **style)
+    ax.set_xlabel("GFLOPs (derived network)")
+    ax.set_ylabel("AP with flip test")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "ap_vs_flops.png", dpi=120)
+    plt.close(fig)
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cfg", required=True, help="search config")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--random", type=int, default=5, help="FLOPs-matched random architectures per seed")
+    p.add_argument("--retrain-epochs", type=int, default=10, help="epochs of the one retrain recipe")
+    p.add_argument("--flops-tol", type=float, default=0.05, help="relative FLOPs tolerance of a random draw")
+    p.add_argument("--max-draws", type=int, default=2000, help="random draws tried per seed at most")
+    p.add_argument("--out", default="output/search_vs_random")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
+    args = p.parse_args(argv)
+    cfg = load_config(args.cfg, args.opts)  # checks the config and the overrides up front
+    cfg.cfg_file = args.cfg
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text())["results"] if results_path.is_file() else []
+    done = {(r["seed"], r["name"]) for r in results}
+    bar = tqdm(total=len(args.seeds) * (args.random + 2), desc="search vs random")
+    shortfalls = []
+    for seed in args.seeds:
+        found, tried = candidates_of_seed(cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar)
+        if len(found) - 2 < args.random:
+            shortfalls.append(f"seed {seed}: only {len(found) - 2} of {tried} random draws within "
+                              f"+-{args.flops_tol:.0%} FLOPs")
+        scfg = load_config(args.cfg, list(args.opts) + ["SEED", str(seed)])
+        for kind, name, genotype in found:
+            if (seed, name) not in done:
+                bar.set_description(f"seed {seed}: retrain {name}")
+                ap = retrain_and_test(args.cfg, args.opts, seed, kind, name, genotype, args.retrain_epochs, out)
+                params, flops = _size(scfg, genotype)
+                results.append({"seed": seed, "kind": kind, "name": name, "genotype": str(genotype),
+                                "params": params, "flops": flops, "ap": ap})
+                write_json_atomic(str(results_path), {"cfg": args.cfg, "opts": args.opts,
+                                                      "retrain_epochs": args.retrain_epochs, "retrain": "from scratch",
+                                                      "flops_tol": args.flops_tol, "results": results}, indent=1)
+            bar.update(1)
+    bar.close()
+    meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs from scratch; "
+            f"random within +-{args.flops_tol:.0%} FLOPs" + ("; " + "; ".join(shortfalls) if shortfalls else ""))
+    print(write_report(results, out, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
