@@ -3,7 +3,7 @@
     .venv/bin/python bench/search_step.py [--cfg configs/synthetic_search_demo.yaml] [--iters 2] [--threads 1]
 
 Configs: (a) `demo` = --cfg (default configs/synthetic_search_demo.yaml), (b) `mobilenet_v2_cnf3_256x192_b8` = part_cnf, MobileNet-V2 backbone, 3 CNFs, 256x192, batch 8.
-Strategies: the five, plus `second_order_gradient:exact` (SEARCH.HESSIAN exact).
+Strategies: the five (second order with the default SEARCH.HESSIAN), plus `second_order_gradient:finite_difference`.
 Each (config, strategy) runs in its own process on random batches of the config's shape (weight and arch
 batch both TRAIN.BATCH_SIZE): one untimed warm-up iteration, then `--iters` timed ones (arch active).
 `sec_per_iter` is the best (min) wall time of one `strategy.step`; `cpu_sec_per_iter` its best process
@@ -11,7 +11,10 @@ CPU time (with one thread the same on an idle machine, but steadier on a shared 
 the growth of the process's peak resident set (getrusage ru_maxrss) over the warm-up and timed steps,
 above the peak reached after building the model and the batches: the extra memory a step needs
 (activations, gradients, optimizer state, unrolled weights). `second_over_first` = demo second-order
-(finite difference) / first-order CPU seconds (`second_over_first_wall`: the same from wall time).
+(default SEARCH.HESSIAN) / first-order CPU seconds (`second_over_first_wall`: the same from wall time).
+`hypergradient_cosine`: on the demo model (3 seeds, float32, after 3 weight steps, batch 16), the cosine of
+each SEARCH.HESSIAN mode's hypergradient (and of the plain first-order arch gradient) with the unrolled
+autograd reference (`unrolled_hypergradient`), min and max over the seeds.
 """
 import argparse
 import json
@@ -23,7 +26,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRATEGIES = ["none", "random", "sync", "first_order_gradient", "second_order_gradient",
-              "second_order_gradient:exact"]  # NAME[:SEARCH.HESSIAN]
+              "second_order_gradient:finite_difference"]  # NAME[:SEARCH.HESSIAN]
 DEMO_CFG = "configs/synthetic_search_demo.yaml"
 MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
                   "MODEL.INPUT_SIZE", "[192, 256]", "TRAIN.BATCH_SIZE", "8"]
@@ -71,6 +74,48 @@ def _worker(spec: dict) -> dict:
             "batch": n, "input": [width, height]}
 
 
+def _cosine_worker(spec: dict) -> dict:
+    sys.path.insert(0, ROOT)
+    import torch
+    import torch.nn.functional as F
+    from src.config.loader import load_config
+    from src.network_factory.registry import build_model
+    from src.search.hypergradient import MODES, compute_hypergradient, unrolled_hypergradient
+    from src.search.strategies import build_strategy
+
+    torch.set_num_threads(spec["threads"])
+    cfg = load_config(spec["cfg"], ["SEARCH.STRATEGY", "second_order_gradient"])
+    width, height = cfg.MODEL.INPUT_SIZE
+    stride = cfg.MODEL.HEATMAP_STRIDE
+
+    def batch(seed, n=16):
+        g = torch.Generator().manual_seed(seed)
+        return {"image": torch.randn(n, 3, height, width, generator=g),
+                "target": torch.rand(n, cfg.MODEL.NUM_JOINTS, height // stride, width // stride, generator=g) ** 8,
+                "target_weight": torch.ones(n, cfg.MODEL.NUM_JOINTS)}
+
+    def criterion(output, b):
+        return 0.5 * ((output - b["target"]) ** 2 * b["target_weight"][..., None, None]).mean()
+
+    cos = {m: [] for m in MODES + ("first_order",)}
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+        strategy = build_strategy(cfg, model, criterion)
+        for i in range(3):
+            strategy.weight_step(batch(100 + i))
+        model.train()
+        wb, ab = batch(1), batch(2)
+        ref = unrolled_hypergradient(model, criterion, strategy.weight_optimizer, wb, ab)
+        for mode in MODES:
+            got = compute_hypergradient(model, criterion, strategy.weight_optimizer, wb, ab, mode, cfg.SEARCH.FD_EPS)
+            cos[mode].append(F.cosine_similarity(torch.cat([g.flatten() for g in got.arch_grads]), ref, dim=0).item())
+        first = torch.autograd.grad(criterion(model(ab["image"]), ab), model.arch_parameters())
+        cos["first_order"].append(F.cosine_similarity(torch.cat([g.flatten() for g in first]), ref, dim=0).item())
+    return {"default_mode": cfg.SEARCH.HESSIAN, "fd_eps": cfg.SEARCH.FD_EPS,
+            **{m: [round(min(v), 4), round(max(v), 4)] for m, v in cos.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cfg", default=DEMO_CFG, help="demo config")
@@ -79,9 +124,13 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
     parser.add_argument("--skip-mobilenet", action="store_true", help="only the demo config")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--cosine-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(_worker(json.loads(args.worker))))
+        return
+    if args.cosine_worker:
+        print(json.dumps(_cosine_worker(json.loads(args.cosine_worker))))
         return
 
     configs = {"demo": (args.cfg, [])}
@@ -105,6 +154,12 @@ def main() -> None:
         first, second = demo["first_order_gradient"], demo["second_order_gradient"]
         results["second_over_first"] = round(second["cpu_sec_per_iter"] / first["cpu_sec_per_iter"], 2)
         results["second_over_first_wall"] = round(second["sec_per_iter"] / first["sec_per_iter"], 2)
+    spec = json.dumps({"cfg": os.path.join(ROOT, args.cfg), "threads": args.threads})
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--cosine-worker", spec], cwd=ROOT,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"hypergradient cosine failed:\n{out.stderr[-2000:]}")
+    results["hypergradient_cosine"] = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps(results, indent=2))
 
 

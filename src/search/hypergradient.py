@@ -179,3 +179,19 @@ def _finite_difference_hvp(core, criterion, weight_batch, weights: dict, z_names
         return _grads_or_zeros(loss, alphas)
 
     return [(gp - gm) / (2 * radius) for gp, gm in zip(arch_grad_at(1.0), arch_grad_at(-1.0))]
+
+
+def unrolled_hypergradient(core, criterion, optimizer, weight_batch, arch_batch) -> torch.Tensor:
+    """Reference for tests and `bench/search_step.py`: d L_a(w'(alpha), alpha) / d alpha by plain autograd
+    through g (create_graph) and the virtual step in one backward (no reuse, no reduction, one process);
+    flattened in `arch_parameters()` order. Leaves weights and buffers unchanged."""
+    named = [(n, p) for n, p in core.named_weight_parameters() if p.requires_grad]
+    weights, alphas = [p for _, p in named], core.arch_parameters()
+    with preserved_buffers(core):
+        g = torch.autograd.grad(_loss(core, criterion, weight_batch), weights, create_graph=True, allow_unused=True)
+        used = [i for i, gi in enumerate(g) if gi is not None]
+        stepped = virtual_step(optimizer, [weights[i] for i in used], [g[i] for i in used])
+        unrolled = dict(named)
+        unrolled.update((named[i][0], w) for i, w in zip(used, stepped))
+        grads = _grads_or_zeros(_loss(core, criterion, arch_batch, unrolled), alphas)
+    return torch.cat([gr.flatten() for gr in grads])
