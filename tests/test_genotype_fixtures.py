@@ -1,9 +1,11 @@
 """Genotype files written before the typed genotype (tests/fixtures/genotypes) load and rebuild the same networks."""
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from src.architecture.genotype import load_genotype
 from src.config.defaults import get_default_config
 from src.network_factory.from_genotype import build_from_genotype_file
 
@@ -26,6 +28,12 @@ def unpack(packed: dict) -> dict:
         offset += n
     assert offset == packed["data"].numel()
     return state
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_old_genotype_files_parse_into_what_they_say(name):
+    path = FIXTURES / f"{name}.json"
+    assert load_genotype(str(path)).to_dict() == json.loads(path.read_text())  # nothing lost, nothing added
 
 
 @pytest.mark.parametrize("name", NAMES)

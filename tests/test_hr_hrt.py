@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from src.architecture.hr_supernet import HRSupernet, hr_genotype
+from src.architecture.hr_genotype import parse_hr_supernet
+from src.architecture.hr_supernet import HRSupernet
 from src.architecture.hrt_block import HRTBlock, default_num_heads
 from src.network_factory.registry import build_model
 from src.search.slimming import Slimmer
@@ -126,18 +127,18 @@ def test_dead_ffn_disappears_attention_stays_and_genotype_rebuilds_it():
     out = net.eval()(x)
     for a, b in zip(out, masked):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    g = json.loads(json.dumps(hr_genotype(net)))
+    g = json.loads(json.dumps(net.genotype().to_dict()))
     assert g["blocks"]["stages.4.parallel.0.0"]["hrt"] == {"heads": 1, "window": 3, "ffn": 0}
     assert g["blocks"]["stages.4.parallel.2.0"]["hrt"] == {"heads": 1, "window": 3, "ffn": 36}
     assert "hrt" not in g["blocks"]["stages.4.parallel.1.0"]
-    rebuilt = HRSupernet.from_genotype(g)
+    rebuilt = HRSupernet.from_genotype(parse_hr_supernet(g))
     rebuilt.load_state_dict(net.state_dict())
     for a, b in zip(rebuilt.eval()(x), out):
         torch.testing.assert_close(a, b)
     assert flops(rebuilt) == flops(net)
     # heads and window come from the genotype
     g["blocks"]["stages.4.parallel.2.0"]["hrt"].update(heads=2, window=5)
-    attn = dict(HRSupernet.from_genotype(g).named_blocks())["stages.4.parallel.2.0"].hrt.attn
+    attn = dict(HRSupernet.from_genotype(parse_hr_supernet(g)).named_blocks())["stages.4.parallel.2.0"].hrt.attn
     assert (attn.num_heads, attn.window_size) == (2, 5)
 
 
@@ -164,15 +165,17 @@ def test_bad_hrt_pattern_is_refused(patterns, message):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda b: b["stages.4.parallel.2.0"].update(hrt={"heads": 1, "window": 3}), "'hrt'"),
-    (lambda b: b["stages.4.parallel.2.0"]["hrt"].update(ffn=-1), "'hrt.ffn'"),
+    (lambda b: b["stages.4.parallel.2.0"].update(hrt={"heads": 1, "window": 3}),
+     r"'blocks\.stages\.4\.parallel\.2\.0\.hrt\.ffn': missing"),
+    (lambda b: b["stages.4.parallel.2.0"]["hrt"].update(ffn=-1),
+     r"'blocks\.stages\.4\.parallel\.2\.0\.hrt\.ffn': must be in"),
     (lambda b: b["stages.4.parallel.2.0"]["hrt"].update(heads=5), "divisible"),
     (lambda b: b["stages.4.fuse.edges.2_2"].update(hrt={"heads": 1, "window": 3, "ffn": 4}),
      "stages.4.fuse.edges.2_2.*only allowed on parallel"),
     (lambda b: b["stages.4.fuse.edges.1_2"].update(hrt={"heads": 1, "window": 3, "ffn": 4}), "stride 1"),
 ])
 def test_bad_hrt_genotype_is_refused_naming_the_field(edit, message):
-    g = json.loads(json.dumps(hrt_net().genotype()))
+    g = json.loads(json.dumps(hrt_net().genotype().to_dict()))
     edit(g["blocks"])
     with pytest.raises(ValueError, match=message):
-        HRSupernet.from_genotype(g)
+        HRSupernet.from_genotype(parse_hr_supernet(g))

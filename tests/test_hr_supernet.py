@@ -5,7 +5,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.architecture.hr_supernet import HRSupernet, hr_genotype
+from src.architecture.genotype import genotype_of, parse_genotype
+from src.architecture.hr_genotype import parse_hr_supernet
+from src.architecture.hr_supernet import HRSupernet
 from src.architecture.inverted_residual import InvertedResidual
 from src.architecture.transformer import TokenTransformer
 from src.config.defaults import get_default_config
@@ -80,11 +82,11 @@ def test_block_output_sizes_for_strides_and_skips():
 
 def test_genotype_round_trip_rebuilds_the_same_network():
     net = HRSupernet(**TINY, transformer_blocks=["stages.4.parallel.3.*"], tokens=3)
-    g = json.loads(json.dumps(hr_genotype(net)))
+    g = json.loads(json.dumps(net.genotype().to_dict()))
     assert g["blocks"]["stages.4.parallel.3.0"]["tokens"] == 3
     assert g["blocks"]["stages.2.parallel.2.1"] == {"in": 12, "out": 12, "stride": 1, "skip": "identity",
                                                    "kernels": [3, 5, 7], "channels": [24, 24, 24], "tokens": 0}
-    rebuilt = HRSupernet.from_genotype(g)
+    rebuilt = HRSupernet.from_genotype(parse_hr_supernet(g))
     rebuilt.load_state_dict(net.state_dict())
     x = torch.randn(1, 3, 64, 48)
     for a, b in zip(net.eval()(x), rebuilt.eval()(x)):
@@ -93,18 +95,21 @@ def test_genotype_round_trip_rebuilds_the_same_network():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda g: g.update(format="other"), "'format'"),
-    (lambda g: g["blocks"]["stages.1.parallel.0.0"].update(out=5), "stages.1.parallel.0.0.*'out'"),
-    (lambda g: g["blocks"]["stages.1.parallel.0.0"].update(kernels=[3, 4, 7]), "'kernels'"),
-    (lambda g: g["blocks"]["stages.1.parallel.0.0"].pop("channels"), "'channels'"),
-    (lambda g: g["blocks"].pop("stages.1.parallel.0.0"), "lacks block 'stages.1.parallel.0.0'"),
+    (lambda g: g["blocks"]["stages.1.parallel.0.0"].update(out=5),
+     r"'blocks\.stages\.1\.parallel\.0\.0\.out': must be 4 \(the network's\), got 5"),
+    (lambda g: g["blocks"]["stages.1.parallel.0.0"].update(kernels=[3, 4, 7]),
+     r"'blocks\.stages\.1\.parallel\.0\.0\.kernels': must hold odd sizes"),
+    (lambda g: g["blocks"]["stages.1.parallel.0.0"].pop("channels"),
+     r"'blocks\.stages\.1\.parallel\.0\.0\.channels': missing"),
+    (lambda g: g["blocks"].pop("stages.1.parallel.0.0"), r"'blocks\.stages\.1\.parallel\.0\.0': missing"),
     (lambda g: g["blocks"].update({"stages.7.parallel.0.0": g["blocks"]["stages.1.parallel.0.0"]}), "stages.7"),
     (lambda g: g.update(branches=[True, False, True, True]), "'branches'"),
 ])
 def test_bad_genotype_is_refused_naming_the_field(edit, message):
-    g = json.loads(json.dumps(HRSupernet(**TINY).genotype()))
+    g = json.loads(json.dumps(HRSupernet(**TINY).genotype().to_dict()))
     edit(g)
     with pytest.raises(ValueError, match=message):
-        HRSupernet.from_genotype(g)
+        HRSupernet.from_genotype(parse_hr_supernet(g))
 
 
 def test_hr_dense_runs_forward_backward_and_round_trips():
@@ -117,8 +122,8 @@ def test_hr_dense_runs_forward_backward_and_round_trips():
     out.square().mean().backward()
     assert all(p.grad is not None for p in model.weight_parameters())
     assert model.arch_parameters() == []
-    g = json.loads(json.dumps(hr_genotype(model)))
-    rebuilt = type(model).from_genotype(g)
+    g = json.loads(json.dumps(genotype_of(cfg, model).to_dict()))
+    rebuilt = type(model).from_genotype(parse_genotype(g))
     rebuilt.load_state_dict(model.state_dict())
     torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))
 

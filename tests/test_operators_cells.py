@@ -141,11 +141,11 @@ def test_spec_json_round_trip_and_errors_name_the_field():
     d = json.loads(json.dumps(spec.to_dict()))
     assert FabricSpec.from_dict(d) == spec
     del d["cells"][0]["edges"]
-    with pytest.raises(ValueError, match=r"fabric.cells\[0\]: missing field 'edges'"):
+    with pytest.raises(ValueError, match=r"genotype field 'fabric.cells\[0\].edges': missing"):
         FabricSpec.from_dict(d)
     d = spec.to_dict()
     d["factor"] = "16"
-    with pytest.raises(ValueError, match="field 'factor' has the wrong type"):
+    with pytest.raises(ValueError, match="genotype field 'fabric.factor': must be int, got string"):
         FabricSpec.from_dict(d)
 
 

@@ -1,12 +1,12 @@
 """Prune (derive the searched architecture), the genotype JSON, and rebuilding / inheriting from it."""
 import copy
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from src.architecture.genotype import (GENOTYPE_FORMAT, genotype_of, load_genotype, save_genotype,
-                                       validate_genotype)
+from src.architecture.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
 from src.architecture.prune import Prune, prune_from_cfg, prune_report
 from src.config.defaults import get_default_config
 from src.config.loader import save_config
@@ -64,7 +64,7 @@ def test_keep_everything_prune_is_lossless(variant):
     with torch.no_grad():
         x = image()
         torch.testing.assert_close(derived.eval()(x), model(x), atol=1e-6, rtol=0)
-    assert g["format"] == GENOTYPE_FORMAT and g["search"]["prune"]["params"]["derived"] == count_params(derived)
+    assert g.to_dict()["format"] == "fabricnas.genotype/1" and g.search.prune.params["derived"] == count_params(derived)
 
 
 def test_prune_removes_cells_and_ops_and_saves_params_and_flops():
@@ -91,8 +91,8 @@ def test_prune_removes_cells_and_ops_and_saves_params_and_flops():
     p_sup, p_der = count_params(model), count_params(derived)
     f_sup, f_der = count_flops(model, shape), count_flops(derived, shape)
     assert p_der < p_sup and f_der < f_sup
-    assert g["search"]["prune"]["params"] == {"supernet": p_sup, "derived": p_der}
-    assert g["search"]["prune"]["flops"] == {"supernet": f_sup, "derived": f_der}
+    assert g.search.prune.params == {"supernet": p_sup, "derived": p_der}
+    assert g.search.prune.flops == {"supernet": f_sup, "derived": f_der}
     assert derived(image()).shape == (2, 17, 16, 12)
     report = prune_report(g)
     assert "part 0 head: cells 6 -> 4, removed L3_S2, L4_S0" in report
@@ -108,7 +108,7 @@ def test_prune_from_cfg_uses_the_prune_settings_and_logs_the_report():
     derived, g = prune_from_cfg(cfg, searched(cfg), lines.append)
     assert all(len(ops) == 2 and "zero" not in ops for p in derived.parts for c in p.fabric.cells.values()
                for ops in c.spec.edges.values())
-    assert g["search"]["prune"]["ops_topk"] == 2 and lines and lines[0].startswith("prune (ops_topk 2")
+    assert g.search.prune.ops_topk == 2 and lines and lines[0].startswith("prune (ops_topk 2")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -128,9 +128,9 @@ def test_genotype_round_trip_and_rebuilt_model_equals_the_derived_one(variant, t
         x = image()
         torch.testing.assert_close(rebuilt.eval()(x), derived.eval()(x), atol=1e-6, rtol=0)
     # model -> JSON -> model -> JSON: the same JSON
-    again = genotype_of(cfg, rebuilt, search=g["search"])
-    assert json.dumps(again, sort_keys=True) == json.dumps(g, sort_keys=True)
-    assert genotype_of(cfg, derived) == {k: v for k, v in g.items() if k != "search"}
+    again = genotype_of(cfg, rebuilt, search=g.search)
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(g.to_dict(), sort_keys=True)
+    assert genotype_of(cfg, derived) == dataclasses.replace(g, search=None)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,8 @@ def genotype_once():
 
 @pytest.fixture
 def fresh(genotype_once):
-    """A factory of fresh copies of one keep-everything genotype."""
-    return lambda: copy.deepcopy(genotype_once)
+    """A factory of fresh copies of one keep-everything genotype (JSON form)."""
+    return lambda: copy.deepcopy(genotype_once.to_dict())
 
 
 def _cell(g, part, layer, scale):
@@ -176,7 +176,7 @@ def test_malformed_genotypes_are_refused_naming_the_field(case, fresh):
     mutate, message = BAD[case]
     mutate(g)
     with pytest.raises(ValueError) as err:
-        validate_genotype(g)
+        parse_genotype(g)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -191,7 +191,7 @@ def test_genotype_files_and_builds_refuse_bad_input(tmp_path, fresh):
     (tmp_path / "old.json").write_text(json.dumps(g))
     with pytest.raises(ValueError, match="old.json: genotype field 'format'"):
         build_from_genotype_file(tiny_cfg(), str(tmp_path / "old.json"))
-    with pytest.raises(ValueError, match="'num_joints' is 17 but MODEL.NUM_JOINTS is 16"):
+    with pytest.raises(ValueError, match="genotype field 'num_joints': 17 but MODEL.NUM_JOINTS is 16"):
         build_from_genotype(tiny_cfg(**{"MODEL.NUM_JOINTS": 16}), fresh())
     g = fresh()
     g["backbone"]["width_mult"] = 0.5
@@ -206,12 +206,12 @@ def test_genotype_files_and_builds_refuse_bad_input(tmp_path, fresh):
 
 def test_save_genotype_is_atomic_and_refuses_invalid_genotypes(tmp_path, fresh):
     path = tmp_path / "genotype.json"
-    save_genotype(fresh(), str(path))
+    save_genotype(parse_genotype(fresh()), str(path))
     before = path.read_text()
     bad = fresh()
     bad["parts"][0]["joints"] = []
-    with pytest.raises(ValueError, match="parts\\[0\\].joints"):
-        save_genotype(bad, str(path))
+    with pytest.raises(ValueError, match="parts\\[0\\].joints"):  # an invalid genotype never exists to be saved
+        save_genotype(parse_genotype(bad), str(path))
     assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["genotype.json"]
 
 
@@ -219,7 +219,7 @@ def test_plain_fabric_model_prunes_and_rebuilds():
     cfg = tiny_cfg(**{"MODEL.NAME": "fabric", "MODEL.FABRIC.DEPTH": 4})
     model = searched(cfg)
     derived, g = Prune(model, cfg=cfg, log_fn=quiet)
-    assert g["backbone"]["name"] == "stem" and len(g["parts"]) == 1
+    assert g.arch.backbone.name == "stem" and len(g.arch.parts) == 1
     rebuilt = build_from_genotype(cfg, g)
     rebuilt.load_state_dict(derived.state_dict())
     with torch.no_grad():
@@ -235,8 +235,8 @@ HR = {"MODEL.HR.STAGE_BLOCKS": [[1], [1, 1], [1, 1, 1], [1, 1, 1, 1]], "MODEL.HR
 def test_hr_section_rebuilds_hr_backbones_and_models(opts, hr_format):
     cfg = tiny_cfg(**HR, **opts)
     derived, g = Prune(searched(cfg), cfg=cfg, log_fn=quiet)
-    assert g["hr"]["format"] == hr_format
-    rebuilt = build_from_genotype(cfg, json.loads(json.dumps(g)))
+    assert g.arch.hr.FORMAT == hr_format
+    rebuilt = build_from_genotype(cfg, parse_genotype(json.loads(json.dumps(g.to_dict()))))
     rebuilt.load_state_dict(derived.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(image()), derived.eval()(image()))
@@ -251,4 +251,4 @@ def test_export_genotype_tool_writes_the_prune_genotype(tmp_path):
     out = tmp_path / "g.json"
     assert main(["--cfg", str(tmp_path / "config.yaml"), "--ckpt", str(tmp_path / "last.pth"), "--out", str(out)]) == 0
     expected = prune_from_cfg(cfg, copy.deepcopy(model), quiet)[1]
-    assert load_genotype(str(out)) == json.loads(json.dumps(expected))
+    assert load_genotype(str(out)) == expected

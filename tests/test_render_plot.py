@@ -1,6 +1,6 @@
 """Fabric renders (graphviz), arch-value plots, search outputs and model reports."""
-import copy
 import csv
+import dataclasses
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -70,16 +70,16 @@ def test_render_without_dot_writes_the_dot_source(pruned, tmp_path, monkeypatch)
 
 
 def test_render_refuses_bad_requests(pruned, tmp_path):
-    g = copy.deepcopy(pruned[2])
+    g = pruned[2]
     with pytest.raises(ValueError, match="must end in one of .svg, .png, .pdf"):
         render_genotype(g, str(tmp_path / "fabric.jpg"))
     with pytest.raises(ValueError, match="view must be one of"):
         render_genotype(g, str(tmp_path / "fabric.svg"), view="side")
-    del g["search"]
+    g = dataclasses.replace(g, search=None)
     with pytest.raises(ValueError, match="supernet view needs the genotype's search record"):
         render_genotype(g, str(tmp_path / "fabric.svg"), view="supernet")
     assert len(cell_nodes(render_genotype(g, str(tmp_path / "fabric.svg")))) == \
-        sum(len(p["fabric"]["cells"]) for p in g["parts"])
+        sum(len(p.fabric.cells) for p in g.arch.parts)
 
 
 def _write_csv(path, rows):
@@ -119,7 +119,7 @@ def test_export_search_results_writes_every_output(tmp_path):
     out = export_search_results(cfg, model, str(tmp_path), log_fn=lines.append)
     names = {"genotype.json", "fabric.svg", "fabric.png", "fabric_supernet.svg", "arch_values.png"}
     assert names <= set(os.listdir(tmp_path))
-    assert load_genotype(out["genotype"])["search"]["strategy"] == "first_order_gradient"
+    assert load_genotype(out["genotype"]).search.strategy == "first_order_gradient"
     assert lines[0].startswith("prune (ops_topk 1") and out["comparison"] in lines
     assert "supernet" in out["comparison"] and "latency (ms)" in out["comparison"]
 
@@ -161,7 +161,8 @@ def test_render_draws_hr_branches_with_their_surviving_widths():
     cfg = hr_cfg()
     cfg.MODEL.NAME = "hr_dense"
     g = genotype_of(cfg, build_model(cfg))
-    g["hr"]["backbone"]["branches"][3] = False  # as after a dead-branch removal
+    hr = dataclasses.replace(g.arch.hr.backbone, branches=(True, True, True, False))  # as after a dead-branch removal
+    g = dataclasses.replace(g, arch=dataclasses.replace(g.arch, hr=dataclasses.replace(g.arch.hr, backbone=hr)))
     source = fabric_graph(g).source
     assert [f"hr_{i}" in source for i in range(4)] == [True] * 4
     assert "branch 1/4  width 4" in source and "branch 1/32 removed" in source

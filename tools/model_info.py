@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     cfg = load_config(a.cfg, a.opts)
     h, w = a.input_size if a.input_size else (cfg.MODEL.INPUT_SIZE[1], cfg.MODEL.INPUT_SIZE[0])
     model = build_model(cfg)
-    groups = model.complexity_groups() if hasattr(model, "complexity_groups") else {}
+    groups = model.complexity_groups()
     rows = model_complexity(model, (1, 3, h, w), groups)
     print(f"model {cfg.MODEL.NAME}, input {h}x{w} (H x W), batch 1")
     print(complexity_table(rows))

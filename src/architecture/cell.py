@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
+from src.architecture.fields import SpecError
 from src.architecture.mixed_op import MixedOp
 from src.architecture.operators import CONNECTIONS, SameConnect, conv_bn
 
@@ -57,48 +58,51 @@ class CellSpec:
                 + [(self.layer - 1 - k, self.scale) for k in self.input_nodes if k > 0])
 
     def validate(self, input_nodes_num: int, hidden_states_num: int) -> None:
+        """Raise SpecError (field relative to the cell: "inputs", "edges.3", ...) when a rule is broken."""
         where = f"cell {self.name}"
         if any(k not in INPUT_KINDS for k in self.inputs) or len(set(self.inputs)) != len(self.inputs):
-            raise ValueError(f"{where}: inputs {self.inputs} must be distinct names from {INPUT_KINDS}")
+            raise SpecError("inputs", f"{where}: inputs {self.inputs} must be distinct names from {INPUT_KINDS}")
         if list(self.inputs) != [k for k in INPUT_KINDS if k in self.inputs]:
-            raise ValueError(f"{where}: inputs {self.inputs} must be in the order {INPUT_KINDS}")
+            raise SpecError("inputs", f"{where}: inputs {self.inputs} must be in the order {INPUT_KINDS}")
         nodes = set(self.input_nodes)
         if len(nodes) != len(self.input_nodes) or not nodes <= set(range(input_nodes_num)):
-            raise ValueError(f"{where}: input_nodes {self.input_nodes} must be distinct in 0..{input_nodes_num - 1}")
+            raise SpecError("input_nodes", f"{where}: input_nodes {self.input_nodes} must be distinct in "
+                            f"0..{input_nodes_num - 1}")
         if (0 in nodes) != bool(self.inputs):
-            raise ValueError(f"{where}: input node 0 is kept exactly when the cell has inputs")
+            raise SpecError("input_nodes", f"{where}: input node 0 is kept exactly when the cell has inputs")
         layout = edge_layout(input_nodes_num, hidden_states_num)
         used, fed = set(), set()
         for e, ops in self.edges.items():
             if not 0 <= e < len(layout):
-                raise ValueError(f"{where}: edge {e} out of range 0..{len(layout) - 1}")
+                raise SpecError(f"edges.{e}", f"{where}: edge {e} out of range 0..{len(layout) - 1}")
             state, src = layout[e]
             if src < input_nodes_num and src not in nodes:
-                raise ValueError(f"{where}: edge {e} reads input node {src}, which the cell does not keep")
+                raise SpecError(f"edges.{e}", f"{where}: edge {e} reads input node {src}, which the cell does not keep")
             if not ops:
-                raise ValueError(f"{where}: edge {e} keeps no operation")
+                raise SpecError(f"edges.{e}", f"{where}: edge {e} keeps no operation")
             used.add(src)
             fed.add(state)
         if fed != set(range(hidden_states_num)):
-            raise ValueError(f"{where}: states {sorted(set(range(hidden_states_num)) - fed)} have no kept edge")
+            raise SpecError("edges", f"{where}: states {sorted(set(range(hidden_states_num)) - fed)} have no kept edge")
         if nodes - used:
-            raise ValueError(f"{where}: input nodes {sorted(nodes - used)} feed no kept edge")
+            raise SpecError("input_nodes", f"{where}: input nodes {sorted(nodes - used)} feed no kept edge")
 
-        def check_weights(ws, n, what):
+        def check_weights(ws, n, field, what):
             if len(ws) != n or not all(math.isfinite(w) and w >= 0 for w in ws):
-                raise ValueError(f"{where}: {what} {list(ws)} must be {n} finite weights >= 0")
+                raise SpecError(field, f"{where}: {what} {list(ws)} must be {n} finite weights >= 0")
         if self.input_weights is not None:
-            check_weights(self.input_weights, len(self.inputs), "input_weights")
+            check_weights(self.input_weights, len(self.inputs), "input_weights", "input_weights")
         if self.op_weights is not None:
             if set(self.op_weights) != set(self.edges):
-                raise ValueError(f"{where}: op_weights edges {sorted(self.op_weights)} differ from the kept edges "
-                                 f"{sorted(self.edges)}")
+                raise SpecError("op_weights", f"{where}: op_weights edges {sorted(self.op_weights)} differ from the "
+                                f"kept edges {sorted(self.edges)}")
             for e, ws in self.op_weights.items():
-                check_weights(ws, len(self.edges[e]), f"op_weights of edge {e}")
+                check_weights(ws, len(self.edges[e]), f"op_weights.{e}", f"op_weights of edge {e}")
 
 
 class Cell(nn.Module):
-    """One fabric cell. `in_channels` maps each source (see `CellSpec.sources`) to its channels.
+    """One fabric cell of a validated spec (its fabric's spec passed `FabricSpec.validate`). `in_channels` maps
+    each source (see `CellSpec.sources`) to its channels.
 
     arch: "none" (derived: the spec's fixed weights, else averages), "shared" (alpha passed to forward) or
     "own" (the cell owns alpha).
@@ -107,7 +111,6 @@ class Cell(nn.Module):
     def __init__(self, spec: CellSpec, channels: int, in_channels: Sequence[int], input_nodes_num: int,
                  hidden_states_num: int, candidate_ops: Sequence[str], arch: str = "shared"):
         super().__init__()
-        spec.validate(input_nodes_num, hidden_states_num)
         if arch not in ("none", "shared", "own"):
             raise ValueError(f"cell arch mode must be none/shared/own, got '{arch}'")
         self.spec, self.arch = spec, arch

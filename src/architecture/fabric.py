@@ -5,7 +5,8 @@ layer its input maps stand for (`input_layer`: -1 for a fabric fed by a stem at 
 by a backbone's four maps) and the cells it returns. The forward runs the kept cells in layer order, each
 reading exactly its kept sources, so a pruned fabric is just a fabric built from a smaller spec (with the
 fixed mixing weights that chose its inputs and ops, see `CellSpec`); a derived network is rebuilt from JSON
-with `Fabric(FabricSpec.from_dict(d), in_channels, searchable=False)`.
+with `Fabric(FabricSpec.from_dict(d), in_channels, searchable=False)` (the spec, its rules and its JSON form
+live in fabric_spec.py; every builder here and the parser validate it, `Fabric` trusts it).
 Cells live in `fabric.cells["L{layer}_S{scale}"]`; channels of row s are `size_types[s] * factor`.
 
 Default shapes (PoseNFS): `triangle_spec` (layer j has min(j+2, rows, depth-j) cells, ending in the
@@ -16,7 +17,6 @@ Arch parameters: `alpha` [edges, ops] on the fabric when one-shot (shared by its
 `beta` on each cell with more than one input (over its kept inputs).
 """
 import copy
-from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -24,115 +24,9 @@ from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
 from src.architecture.cell import INPUT_KINDS, SCALE_OFFSET, Cell, CellSpec, cell_name, edge_layout
+from src.architecture.fabric_spec import FabricSpec
 
-
-@dataclass
-class FabricSpec:
-    size_types: List[int]  # stride of each row; channels of row s = size_types[s] * factor
-    factor: int
-    ops: List[str]  # candidate ops (alpha columns, in order)
-    hidden_states_num: int
-    input_nodes_num: int
-    input_layer: int  # layer the input maps stand for
-    input_scales: List[int]  # rows that get an input map
-    cells: List[CellSpec]
-    outputs: List[str]  # names of the cells returned by the forward, in order
-
-    def channels(self, scale: int) -> int:
-        return self.size_types[scale] * self.factor
-
-    def validate(self) -> None:
-        n = len(self.size_types)
-        if n < 1 or self.factor < 1 or min(self.size_types) < 1:
-            raise ValueError("fabric: size_types must be positive and factor >= 1")
-        if self.hidden_states_num < 1 or self.input_nodes_num < 1:
-            raise ValueError("fabric: hidden_states_num and input_nodes_num must be >= 1")
-        if not self.ops or len(set(self.ops)) != len(self.ops):
-            raise ValueError(f"fabric: ops {self.ops} must be a non-empty list of distinct names")
-        if not set(self.input_scales) <= set(range(n)):
-            raise ValueError(f"fabric: input_scales {self.input_scales} outside rows 0..{n - 1}")
-        names = [c.name for c in self.cells]
-        if len(set(names)) != len(names):
-            raise ValueError("fabric: duplicate cells")
-        kept = {(c.layer, c.scale) for c in self.cells}
-        consumed = set()
-        for c in self.cells:
-            if not 0 <= c.scale < n or c.layer <= self.input_layer:
-                raise ValueError(f"fabric: cell {c.name} outside rows 0..{n - 1} / layers > {self.input_layer}")
-            c.validate(self.input_nodes_num, self.hidden_states_num)
-            for layer, scale in c.sources():
-                ok = (scale in self.input_scales if layer == self.input_layer
-                      else (layer, scale) in kept)
-                if not ok:
-                    raise ValueError(f"fabric: cell {c.name} reads {cell_name(layer, scale)}, "
-                                     "which is not in the fabric")
-                consumed.add(cell_name(layer, scale))
-        for name in self.outputs:
-            if name not in names:
-                raise ValueError(f"fabric: output {name} is not a kept cell")
-        dead = [name for name in names if name not in consumed and name not in self.outputs]
-        if dead:
-            raise ValueError(f"fabric: cells {dead} feed no kept cell and are no output (see prune_unreachable)")
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("size_types", "factor", "ops", "hidden_states_num", "input_nodes_num",
-                                            "input_layer", "input_scales", "outputs")}
-        d["cells"] = []
-        for c in self.cells:
-            cd = {"layer": c.layer, "scale": c.scale, "inputs": list(c.inputs), "input_nodes": list(c.input_nodes),
-                  "edges": {str(e): list(ops) for e, ops in sorted(c.edges.items())}}
-            if c.input_weights is not None:
-                cd["input_weights"] = [float(w) for w in c.input_weights]
-            if c.op_weights is not None:
-                cd["op_weights"] = {str(e): [float(w) for w in ws] for e, ws in sorted(c.op_weights.items())}
-            d["cells"].append(cd)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "fabric") -> "FabricSpec":
-        """Parse (and validate) a JSON-able spec; errors name the field."""
-        def get(obj, key, types, ctx):
-            if not isinstance(obj, dict) or key not in obj:
-                raise ValueError(f"{ctx}: missing field '{key}'")
-            if not isinstance(obj[key], types) or isinstance(obj[key], bool):
-                raise ValueError(f"{ctx}: field '{key}' has the wrong type ({type(obj[key]).__name__})")
-            return obj[key]
-        cells = []
-        for i, c in enumerate(get(d, "cells", list, where)):
-            ctx = f"{where}.cells[{i}]"
-            edges = get(c, "edges", dict, ctx)
-            try:
-                edges = {int(e): [str(o) for o in ops] for e, ops in edges.items()}
-            except (TypeError, ValueError):
-                raise ValueError(f"{ctx}: field 'edges' must map edge indices to op lists") from None
-            weights = {}
-            if "input_weights" in c:
-                weights["input_weights"] = _numbers(get(c, "input_weights", list, ctx), f"{ctx}: field 'input_weights'")
-            if "op_weights" in c:
-                op_weights = get(c, "op_weights", dict, ctx)
-                if not all(isinstance(e, str) and e.isdigit() for e in op_weights):
-                    raise ValueError(f"{ctx}: field 'op_weights' must map edge indices to weight lists")
-                weights["op_weights"] = {int(e): _numbers(ws, f"{ctx}: field 'op_weights' edge {e}")
-                                         for e, ws in op_weights.items()}
-            cells.append(CellSpec(get(c, "layer", int, ctx), get(c, "scale", int, ctx),
-                                  [str(k) for k in get(c, "inputs", list, ctx)],
-                                  [int(k) for k in get(c, "input_nodes", list, ctx)], edges, **weights))
-        spec = cls([int(s) for s in get(d, "size_types", list, where)], get(d, "factor", int, where),
-                   [str(o) for o in get(d, "ops", list, where)], get(d, "hidden_states_num", int, where),
-                   get(d, "input_nodes_num", int, where), get(d, "input_layer", int, where),
-                   [int(s) for s in get(d, "input_scales", list, where)], cells,
-                   [str(o) for o in get(d, "outputs", list, where)])
-        try:
-            spec.validate()
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        return spec
-
-
-def _numbers(values, what: str) -> List[float]:
-    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{what} must be a list of numbers")
-    return [float(v) for v in values]
+__all__ = ["Fabric", "FabricSpec", "prune_unreachable", "rising_spec", "scale_sizes", "triangle_spec"]
 
 
 def _grid_spec(size_types, factor, ops, counts: Dict[int, int], input_layer, input_scales,
@@ -223,8 +117,7 @@ class Fabric(nn.Module):
 
     def __init__(self, spec: FabricSpec, in_channels: Sequence[int], searchable: bool = True, one_shot: bool = True):
         super().__init__()
-        spec = copy.deepcopy(spec)  # the fabric owns its description
-        spec.validate()
+        spec = copy.deepcopy(spec)  # the fabric owns its description (a validated spec: it is trusted)
         if max(spec.input_scales) >= len(in_channels):
             raise ValueError(f"fabric: input rows {spec.input_scales} but only {len(in_channels)} input channels given")
         self.spec = spec

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.arch_params import unwrap
+from src.architecture.hr_genotype import BlockSpec, HRSupernetGenotype
+from src.architecture.hr_layout import BlockSlot, check_stage_blocks, hr_layout
 from src.architecture.hrt_block import default_num_heads
-from src.architecture.inverted_residual import InvertedResidual, check_spec
+from src.architecture.inverted_residual import InvertedResidual
 
-HR_FORMAT = "fabricnas.hr_supernet/1"
 DEFAULT_STAGE_BLOCKS = ((1,), (2, 2), (2, 2, 3), (2, 2, 3, 4), (2, 2, 3, 4))
 
 
@@ -37,6 +37,12 @@ def fill_gates(module: nn.Module, value: float) -> None:
         if isinstance(m, InvertedResidual):
             for _, gate in m.gate_groups():
                 gate.fill_(value)
+
+
+def block_from_spec(spec: BlockSpec, grid: int) -> InvertedResidual:
+    """The block a parsed genotype entry describes (`grid`: the supernet's token grid)."""
+    return InvertedResidual(spec.inp, spec.out, spec.stride, spec.kernels, spec.channels, spec.skip, spec.tokens,
+                            grid, None if spec.hrt is None else spec.hrt.to_dict())
 
 
 class FuseModule(nn.Module):
@@ -75,33 +81,21 @@ class HRStage(nn.Module):
         return [branch(x) for branch, x in zip(self.parallel, self.fuse(xs))]
 
 
-def check_stage_blocks(stage_blocks, widths) -> None:
-    counts = [len(s) for s in stage_blocks]
-    if not counts or counts[0] != 1:
-        raise ValueError(f"HR supernet: the first stage must have one branch (stage_blocks {stage_blocks})")
-    if any(b - a not in (0, 1) for a, b in zip(counts, counts[1:])):
-        raise ValueError(f"HR supernet: each stage keeps or adds one branch (stage_blocks {stage_blocks})")
-    if counts[-1] > len(widths):
-        raise ValueError(f"HR supernet: {counts[-1]} branches need {counts[-1]} widths, got {list(widths)}")
-    if any(not isinstance(n, int) or n < 0 for s in stage_blocks for n in s) or min(widths) < 1:
-        raise ValueError("HR supernet: block counts must be ints >= 0 and widths >= 1")
-
-
 class HRSupernet(nn.Module):
     """Image -> one map per branch of the last stage (strides 4, 8, 16, 32); `.out_channels`.
 
     Without `arch` every block has all `kernel_sizes`, each path round(expand_ratio * block input) hidden
     channels, and `tokens` transformer tokens when its name matches a `transformer_blocks` pattern; a
     parallel block matching an `hrt_blocks` pattern ends with an HRT block (default_num_heads(width) heads,
-    `hrt_window` windows, FFN of round(hrt_mlp_ratio * width) channels). With `arch` (a genotype from
-    `genotype()`) the blocks, edges and branches are exactly those it lists. Gates start at `gate_init`
+    `hrt_window` windows, FFN of round(hrt_mlp_ratio * width) channels). With `arch` (a parsed genotype
+    section, see hr_genotype.py) the blocks, edges and branches are exactly those it lists. Gates start at `gate_init`
     (see `fill_gates`).
     """
 
     def __init__(self, stem_channels: int = 24, widths: Sequence[int] = (18, 36, 72, 144),
                  stage_blocks: Sequence[Sequence[int]] = DEFAULT_STAGE_BLOCKS, kernel_sizes: Sequence[int] = (3, 5, 7),
                  expand_ratio: float = 4.0, transformer_blocks: Sequence[str] = (), tokens: int = 16, grid: int = 8,
-                 gate_init: float = 1.0, arch: Optional[dict] = None, hrt_blocks: Sequence[str] = (),
+                 gate_init: float = 1.0, arch: Optional[HRSupernetGenotype] = None, hrt_blocks: Sequence[str] = (),
                  hrt_window: int = 7, hrt_mlp_ratio: float = 4.0):
         super().__init__()
         check_stage_blocks(stage_blocks, widths)
@@ -112,59 +106,35 @@ class HRSupernet(nn.Module):
         self.widths = [int(w) for w in widths[:len(stage_blocks[-1])]]
         self.stage_blocks = [[int(n) for n in s] for s in stage_blocks]
         self.out_channels = list(self.widths)
-        self.num_branches = len(self.widths) if arch is None else sum(arch["branches"])
+        self.num_branches = len(self.widths) if arch is None else arch.num_branches
         self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_channels),
                                   nn.ReLU(), nn.Conv2d(stem_channels, stem_channels, 3, 2, 1, bias=False),
                                   nn.BatchNorm2d(stem_channels), nn.ReLU())
         built: List[str] = []
 
-        def block(name, inp, oup, stride, skip, optional=False) -> Optional[InvertedResidual]:
-            parallel = ".parallel." in name
+        def block(slot: BlockSlot) -> Optional[InvertedResidual]:
             if arch is None:
-                hidden = max(1, int(round(expand_ratio * inp)))
-                use = any(fnmatch.fnmatchcase(name, p) for p in transformer_blocks)
+                hidden = max(1, int(round(expand_ratio * slot.inp)))
+                use = any(fnmatch.fnmatchcase(slot.name, p) for p in transformer_blocks)
                 hrt = None
-                if any(fnmatch.fnmatchcase(name, p) for p in hrt_blocks):
-                    if not parallel:
-                        pattern = next(p for p in hrt_blocks if fnmatch.fnmatchcase(name, p))
-                        raise ValueError(f"HRT block pattern '{pattern}' matches fusion block '{name}': HRT blocks "
-                                         "go on parallel (stride-1, in == out) blocks only")
-                    hrt = {"heads": default_num_heads(oup), "window": hrt_window,
-                           "ffn": max(1, int(round(hrt_mlp_ratio * oup)))}
-                built.append(name)
-                return InvertedResidual(inp, oup, stride, kernel_sizes, [hidden] * len(kernel_sizes), skip,
-                                        tokens if use else 0, grid, hrt)
-            spec = arch["blocks"].get(name)
-            if spec is None:
-                if optional:
-                    return None
-                raise ValueError(f"genotype lacks block '{name}'")
-            check_spec(spec, name, {"in": inp, "out": oup, "stride": stride, "skip": skip})
-            if spec.get("hrt") is not None and not parallel:
-                raise ValueError(f"genotype block '{name}': field 'hrt' is only allowed on parallel blocks")
-            built.append(name)
-            return InvertedResidual.from_spec(spec, grid, name)
+                if any(fnmatch.fnmatchcase(slot.name, p) for p in hrt_blocks):
+                    if not slot.parallel:
+                        pattern = next(p for p in hrt_blocks if fnmatch.fnmatchcase(slot.name, p))
+                        raise ValueError(f"HRT block pattern '{pattern}' matches fusion block '{slot.name}': HRT "
+                                         "blocks go on parallel (stride-1, in == out) blocks only")
+                    hrt = {"heads": default_num_heads(slot.oup), "window": hrt_window,
+                           "ffn": max(1, int(round(hrt_mlp_ratio * slot.oup)))}
+                built.append(slot.name)
+                return InvertedResidual(slot.inp, slot.oup, slot.stride, kernel_sizes, [hidden] * len(kernel_sizes),
+                                        slot.skip, tokens if use else 0, grid, hrt)
+            spec = arch.blocks.get(slot.name)  # a parsed genotype: absent = a removed fuse edge
+            return None if spec is None else block_from_spec(spec, grid)
 
-        prev = [stem_channels]
         stages = []
-        for s, counts in enumerate(self.stage_blocks):
-            n_in, n_out = min(len(prev), self.num_branches), min(len(counts), self.num_branches)
-            edges = {}
-            for i in range(min(n_in, n_out)):
-                for j in (i - 1, i, i + 1):
-                    if 0 <= j < n_in:
-                        skip = "identity" if j == i and prev[j] == self.widths[i] else "none"
-                        e = block(f"stages.{s}.fuse.edges.{j}_{i}", prev[j], self.widths[i], 2 if j < i else 1, skip,
-                                  optional=j != i)
-                        if e is not None:
-                            edges[f"{j}_{i}"] = e
-            for i in range(n_in, n_out):
-                edges[f"{i - 1}_{i}"] = block(f"stages.{s}.fuse.edges.{i - 1}_{i}", self.widths[i - 1], self.widths[i],
-                                              2, "none")
-            parallel = [[block(f"stages.{s}.parallel.{b}.{k}", self.widths[b], self.widths[b], 1, "identity")
-                         for k in range(counts[b])] for b in range(n_out)]
-            stages.append(HRStage(FuseModule(n_in, n_out, edges), parallel))
-            prev = self.widths[:len(counts)]
+        for layout in hr_layout(stem_channels, self.widths, self.stage_blocks, self.num_branches):
+            edges = {key: e for key, e in ((key, block(slot)) for key, slot in layout.fuse) if e is not None}
+            parallel = [[block(slot) for slot in branch] for branch in layout.parallel]
+            stages.append(HRStage(FuseModule(layout.n_in, layout.n_out, edges), parallel))
         self.stages = nn.ModuleList(stages)
         for b in range(self.num_branches, len(self.widths)):
             self.register_buffer(f"dead_branch_{b}", torch.zeros(self.widths[b]))
@@ -173,10 +143,6 @@ class HRSupernet(nn.Module):
                 if not any(fnmatch.fnmatchcase(n, pattern) for n in built):
                     raise ValueError(f"{kind} block pattern '{pattern}' matches no block (e.g. '{built[-1]}')")
         fill_gates(self, gate_init)
-        if arch is not None:
-            unknown = sorted(set(arch["blocks"]) - set(built))
-            if unknown:
-                raise ValueError(f"genotype block '{unknown[0]}' is not part of this network")
 
     def forward(self, x: Tensor) -> List[Tensor]:
         xs = [self.stem(x)]
@@ -198,45 +164,12 @@ class HRSupernet(nn.Module):
             for gname, g in m.named_gates():
                 yield f"{name}.{gname}", g
 
-    def genotype(self) -> dict:
-        return {"format": HR_FORMAT, "stem_channels": self.stem_channels, "widths": list(self.widths),
-                "stage_blocks": [list(s) for s in self.stage_blocks], "grid": self.grid,
-                "branches": [b < self.num_branches for b in range(len(self.widths))],
-                "blocks": {name: m.spec() for name, m in self.named_blocks()}}
+    def genotype(self) -> HRSupernetGenotype:
+        return HRSupernetGenotype(self.stem_channels, tuple(self.widths), tuple(tuple(s) for s in self.stage_blocks),
+                                  self.grid, tuple(b < self.num_branches for b in range(len(self.widths))),
+                                  {name: BlockSpec.of(m.spec()) for name, m in self.named_blocks()})
 
     @classmethod
-    def from_genotype(cls, g: dict) -> "HRSupernet":
-        check_hr_genotype(g)
-        return cls(g["stem_channels"], g["widths"], g["stage_blocks"], grid=g["grid"], arch=g)
-
-
-def check_hr_genotype(g) -> None:
-    """Raise ValueError naming the field when `g` is not an HR supernet genotype."""
-    if not isinstance(g, dict):
-        raise ValueError(f"HR genotype must be a mapping, got {type(g).__name__}")
-    if g.get("format") != HR_FORMAT:
-        raise ValueError(f"HR genotype field 'format' is {g.get('format')!r}, expected '{HR_FORMAT}'")
-    for key, kind in (("stem_channels", int), ("widths", list), ("stage_blocks", list), ("grid", int),
-                      ("branches", list), ("blocks", dict)):
-        if not isinstance(g.get(key), kind):
-            raise ValueError(f"HR genotype field '{key}' must be a {kind.__name__}, got {g.get(key)!r}")
-    if not all(isinstance(s, list) for s in g["stage_blocks"]):
-        raise ValueError("HR genotype field 'stage_blocks' must be a list of lists of block counts")
-    branches = g["branches"]
-    n = sum(1 for b in branches if b is True)
-    if len(branches) != len(g["widths"]) or not n or branches != [True] * n + [False] * (len(branches) - n) \
-            or len(branches) != len(g["stage_blocks"][-1]):
-        raise ValueError(f"HR genotype field 'branches' must be one bool per last-stage branch, kept ones first "
-                         f"(got {branches})")
-    try:
-        check_stage_blocks(g["stage_blocks"], g["widths"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"HR genotype field 'stage_blocks': {exc}") from None
-
-
-def hr_genotype(model: nn.Module) -> dict:
-    """JSON-able genotype of an HR supernet or of a model built around one (anything with `genotype()`)."""
-    core = unwrap(model)
-    if not hasattr(core, "genotype"):
-        raise ValueError(f"{type(core).__name__} has no HR genotype")
-    return core.genotype()
+    def from_genotype(cls, g: HRSupernetGenotype) -> "HRSupernet":
+        """The supernet a parsed section describes (see hr_genotype.parse_hr)."""
+        return cls(g.stem_channels, g.widths, g.stage_blocks, grid=g.grid, arch=g)

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from src.architecture.arch_params import unwrap
-from src.architecture.cell import CellSpec, cell_name
+from src.architecture.cell import CellSpec
 from src.architecture.fabric import Fabric, FabricSpec, prune_unreachable
-from src.architecture.genotype import genotype_fabrics, genotype_of, search_records
+from src.architecture.genotype import Genotype, genotype_of, search_records
+from src.architecture.search_record import FabricRecord, PruneStats, SearchRecord
 from src.utils.flops import count_flops, count_params
 
 logger = logging.getLogger(__name__)
@@ -57,23 +58,29 @@ def _top(weights: List[float], candidates: List[int], k: int) -> List[int]:
 
 
 def derive_spec(fabric: Fabric, prune_cells: bool = True, prune_operations: bool = True, ops_topk: int = 1,
-                beta_threshold: float = 0.2, beta_topk: int = 1) -> Tuple[FabricSpec, dict]:
-    """The derived spec of a fabric (with its fixed mixing weights) and the search record it came from."""
+                beta_threshold: float = 0.2, beta_topk: int = 1, scores: Optional[Tuple[dict, dict]] = None
+                ) -> Tuple[FabricSpec, FabricRecord]:
+    """The derived spec of a fabric (with its fixed mixing weights) and the search record it came from.
+    `scores` (betas, alphas shaped like `fabric_weights`) rank the inputs and ops instead of the softmaxed
+    values (PRUNE.SELECTION perturbation, src/search/selection.py); the mixing weights stay the softmax."""
     spec = fabric.spec
     betas, alphas = fabric_weights(fabric)
+    rank_b, rank_a = scores if scores is not None else (betas, alphas)
     cells = []
     for c in spec.cells:
         w, idx = betas[c.name], list(range(len(c.inputs)))
         keep = idx
         if prune_cells:
-            keep = sorted({i for i in idx if w[i] > beta_threshold} | set(_top(w, idx, max(1, beta_topk))))
+            r = rank_b[c.name]
+            keep = sorted({i for i in idx if r[i] > beta_threshold} | set(_top(r, idx, max(1, beta_topk))))
         edges, op_weights = {}, {}
         for e, ops in c.edges.items():
             a = alphas[c.name][e]
             mixed = fabric.cells[c.name].edges[str(e)]
             zero = [i for i, o in enumerate(ops) if getattr(mixed.ops[o], "is_zero", False)]
             real = [i for i in range(len(ops)) if i not in zero]
-            chosen = _top(a, real, min(ops_topk, len(real)) if prune_operations else len(real)) if real else zero
+            chosen = (_top(rank_a[c.name][e], real, min(ops_topk, len(real)) if prune_operations else len(real))
+                      if real else zero)
             denom = sum(a[i] for i in chosen) + sum(a[i] for i in zero if i not in chosen)  # zero's share stays
             edges[e] = [ops[i] for i in chosen]
             op_weights[e] = [a[i] / denom for i in chosen]
@@ -85,8 +92,8 @@ def derive_spec(fabric: Fabric, prune_cells: bool = True, prune_operations: bool
                                            spec.input_nodes_num, spec.input_layer, spec.input_scales, cells,
                                            spec.outputs))
     derived.validate()
-    record = {"fabric": spec.to_dict(), "beta": betas,
-              "alpha": {name: {str(e): w for e, w in a.items()} for name, a in alphas.items()}}
+    record = FabricRecord(copy.deepcopy(spec), {name: tuple(b) for name, b in betas.items()},
+                          {name: {e: tuple(w) for e, w in a.items()} for name, a in alphas.items()})
     return derived, record
 
 
@@ -96,10 +103,11 @@ def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
 
 
 def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = True, ops_topk: int = 1,  # noqa: N802
-          beta_threshold: float = 0.2, beta_topk: int = 1, *, cfg,
-          log_fn: Optional[Callable[[str], None]] = None) -> Tuple[nn.Module, dict]:
+          beta_threshold: float = 0.2, beta_topk: int = 1, *, cfg, scores: Optional[Dict[str, tuple]] = None,
+          log_fn: Optional[Callable[[str], None]] = None) -> Tuple[nn.Module, Genotype]:
     """(derived model, genotype) of a searched model. `cfg` supplies the genotype's run-level fields and the
-    input size at which the savings in FLOPs are measured; the report goes to `log_fn` (default: logging)."""
+    input size at which the savings in FLOPs are measured; the report goes to `log_fn` (default: logging).
+    `scores` {fabric path: (betas, alphas)} rank inputs and ops instead of the softmaxed values."""
     if ops_topk < 1:
         raise ValueError(f"PRUNE.OPS_TOPK must be >= 1, got {ops_topk}")
     core = unwrap(model)
@@ -108,64 +116,64 @@ def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = T
     for path, fabric in list(core.named_modules()):
         if not isinstance(fabric, Fabric) or not is_searchable(fabric):
             continue
-        spec, records[path] = derive_spec(fabric, prune_cells, prune_operations, ops_topk, beta_threshold, beta_topk)
+        spec, records[path] = derive_spec(fabric, prune_cells, prune_operations, ops_topk, beta_threshold, beta_topk,
+                                          (scores or {}).get(path))
+        ref = next(fabric.parameters(), None)  # the derived fabric takes the supernet's device and dtype
         new = Fabric(spec, fabric.in_channels, searchable=False)
+        new = new.to(device=ref.device, dtype=ref.dtype) if ref is not None else new
         missing = new.load_state_dict(fabric.state_dict(), strict=False).missing_keys
         if missing:
             raise RuntimeError(f"derived fabric {path} has weights the supernet lacks: {missing[:3]}")
-        ref = next(fabric.parameters(), None)
-        _replace(derived, path, new.to(ref.device if ref is not None else "cpu").train(fabric.training))
+        _replace(derived, path, new.train(fabric.training))
     w, h = cfg.MODEL.INPUT_SIZE
     shape = (1, 3, int(h), int(w))
-    stats = {"prune_cells": prune_cells, "prune_operations": prune_operations, "ops_topk": ops_topk,
-             "beta_threshold": beta_threshold, "beta_topk": beta_topk,
-             "params": {"supernet": count_params(core), "derived": count_params(derived)},
-             "flops": {"supernet": count_flops(core, shape), "derived": count_flops(derived, shape)}}
-    genotype = genotype_of(cfg, derived, search={"strategy": cfg.SEARCH.STRATEGY, "prune": stats,
-                                                 "fabrics": records})
+    stats = PruneStats(prune_cells, prune_operations, ops_topk, float(beta_threshold), beta_topk,
+                       {"supernet": count_params(core), "derived": count_params(derived)},
+                       {"supernet": count_flops(core, shape), "derived": count_flops(derived, shape)})
+    genotype = genotype_of(cfg, derived, search=SearchRecord(cfg.SEARCH.STRATEGY, stats, records))
     (log_fn or logger.info)(prune_report(genotype))
     return derived, genotype
 
 
-def prune_from_cfg(cfg, model: nn.Module, log_fn: Optional[Callable[[str], None]] = None) -> Tuple[nn.Module, dict]:
-    """`Prune` with the PRUNE.* settings of the config."""
+def prune_from_cfg(cfg, model: nn.Module, log_fn: Optional[Callable[[str], None]] = None,
+                   scores: Optional[Dict[str, tuple]] = None) -> Tuple[nn.Module, Genotype]:
+    """`Prune` with the PRUNE.* settings of the config (`scores`: see `Prune`)."""
     p = cfg.PRUNE
     return Prune(model, ops_topk=p.OPS_TOPK, beta_threshold=p.BETA_THRESHOLD, beta_topk=p.BETA_TOPK, cfg=cfg,
-                 log_fn=log_fn)
+                 scores=scores, log_fn=log_fn)
 
 
 def _pct(before: int, after: int) -> str:
     return f"{(after - before) / before * 100:+.1f}%" if before else "n/a"
 
 
-def prune_report(g: dict) -> str:
-    """What the prune of a genotype removed and what it saves (from its "search" section)."""
-    search = g.get("search")
-    if not search:
+def prune_report(g: Genotype) -> str:
+    """What the prune of a genotype removed and what it saves (from its search record)."""
+    if g.search is None:
         return "genotype has no search record (nothing to report)"
-    s = search["prune"]
-    lines = [f"prune (ops_topk {s['ops_topk']}, beta_threshold {s['beta_threshold']}, beta_topk {s['beta_topk']}):"]
+    s = g.search.prune
+    lines = [f"prune (ops_topk {s.ops_topk}, beta_threshold {s.beta_threshold}, beta_topk {s.beta_topk}):"]
     records = search_records(g)
-    for path, label, d in genotype_fabrics(g):
+    for path, label, spec in g.arch.fabrics():
         if path not in records:
             continue
-        sup = FabricSpec.from_dict(records[path]["fabric"], path)
-        kept = {cell_name(c["layer"], c["scale"]): c for c in d["cells"]}
+        sup = records[path].fabric
+        kept = {c.name: c for c in spec.cells}
         removed = [c.name for c in sup.cells if c.name not in kept]
         dropped, ops = [], {}
         for c in sup.cells:
             k = kept.get(c.name)
             if k is None:
                 continue
-            dropped += [f"{c.name}.{kind}" for kind in c.inputs if kind not in k["inputs"]]
-            for e, names in k["edges"].items():
+            dropped += [f"{c.name}.{kind}" for kind in c.inputs if kind not in k.inputs]
+            for e, names in sorted(k.edges.items()):
                 ops.setdefault(f"e{e} {'+'.join(names)}", []).append(c.name)
         op_text = "; ".join(f"{key} ({'all cells' if len(v) == len(kept) else ', '.join(v)})" for key, v in ops.items())
         lines.append(f"  {label}: cells {len(sup.cells)} -> {len(kept)}"
                      + (f", removed {', '.join(removed)}" if removed else "")
                      + (f"; inputs dropped {', '.join(dropped)}" if dropped else "") + f"; ops {op_text}")
-    p, f = s["params"], s["flops"]
-    w, h = g["input_size"]
+    p, f = s.params, s.flops
+    w, h = g.input_size
     lines.append(f"  params {p['supernet'] / 1e6:.4f}M -> {p['derived'] / 1e6:.4f}M "
                  f"({_pct(p['supernet'], p['derived'])}), FLOPs {f['supernet'] / 1e9:.4f}G -> "
                  f"{f['derived'] / 1e9:.4f}G ({_pct(f['supernet'], f['derived'])}) at {w}x{h}")

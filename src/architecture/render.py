@@ -14,8 +14,11 @@ from typing import Dict, List, Optional, Tuple
 
 import graphviz
 
-from src.architecture.cell import SCALE_OFFSET, cell_name, edge_layout
-from src.architecture.genotype import genotype_fabrics, search_records
+from src.architecture.cell import SCALE_OFFSET, CellSpec, cell_name, edge_layout
+from src.architecture.fabric_spec import FabricSpec
+from src.architecture.genotype import Genotype, search_records
+from src.architecture.hr_genotype import HRDenseGenotype, HRGenotype
+from src.architecture.search_record import FabricRecord
 from src.utils.atomic import atomic_write
 
 VIEWS = ("derived", "supernet")
@@ -44,29 +47,30 @@ def _edge_attrs(beta: Optional[float], pruned: bool) -> Dict[str, str]:
             "fontsize": "8"}
 
 
-def _op_lines(cell: dict, sup: Optional[dict], alpha: Optional[dict], spec: dict) -> List[str]:
+def _op_lines(cell: CellSpec, sup: Optional[CellSpec], alpha: Optional[Dict[int, tuple]],
+              spec: FabricSpec) -> List[str]:
     """One line per kept edge: its kept op(s) with the alpha that chose them (`sup`, `alpha`: the supernet
     cell and its softmaxed alpha per edge, when the genotype has a search record)."""
-    layout = edge_layout(spec["input_nodes_num"], spec["hidden_states_num"])
+    layout = edge_layout(spec.input_nodes_num, spec.hidden_states_num)
     lines = []
-    for e, ops in sorted(cell["edges"].items(), key=lambda kv: int(kv[0])):
+    for e, ops in sorted(cell.edges.items()):
         if sup is not None:
-            values = dict(zip(sup["edges"][e], alpha[e]))
+            values = dict(zip(sup.edges[e], alpha[e]))
         else:
-            values = dict(zip(ops, cell.get("op_weights", {}).get(e, [1.0 / len(ops)] * len(ops))))
+            values = dict(zip(ops, (cell.op_weights or {}).get(e, [1.0 / len(ops)] * len(ops))))
         text = " + ".join(f"{o} {values[o]:.2f}" for o in ops)
         lines.append(text if len(layout) == 1 else f"e{e}: {text}")
     return lines
 
 
-def _fabric_cluster(graph: graphviz.Digraph, idx: int, label: str, spec: dict, record: Optional[dict],
+def _fabric_cluster(graph: graphviz.Digraph, idx: int, label: str, spec: FabricSpec, record: Optional[FabricRecord],
                     view: str, sink: str) -> None:
-    rows = len(spec["size_types"])
-    kept = {cell_name(c["layer"], c["scale"]): c for c in spec["cells"]}
-    shown = record["fabric"] if view == "supernet" else spec
-    cells = {cell_name(c["layer"], c["scale"]): c for c in shown["cells"]}
-    sup = {cell_name(c["layer"], c["scale"]): c for c in record["fabric"]["cells"]} if record is not None else {}
-    first, last = spec["input_layer"], max(c["layer"] for c in cells.values())
+    rows = len(spec.size_types)
+    kept = {c.name: c for c in spec.cells}
+    shown = record.fabric if view == "supernet" else spec
+    cells = {c.name: c for c in shown.cells}
+    sup = {c.name: c for c in record.fabric.cells} if record is not None else {}
+    first, last = spec.input_layer, max(c.layer for c in cells.values())
     node = {}
     with graph.subgraph(name=f"cluster_{idx}") as cl:
         cl.attr(label=label, style="rounded", color="#888888", fontname="Helvetica")
@@ -76,14 +80,14 @@ def _fabric_cluster(graph: graphviz.Digraph, idx: int, label: str, spec: dict, r
             for s in range(rows):
                 nid = f"f{idx}_L{layer}_S{s}"
                 name = cell_name(layer, s)
-                if layer == first and s in spec["input_scales"]:
-                    cl.node(nid, f"input 1/{spec['size_types'][s]}", shape="box", style="filled",
+                if layer == first and s in spec.input_scales:
+                    cl.node(nid, f"input 1/{spec.size_types[s]}", shape="box", style="filled",
                             fillcolor="#eeeeee", fontname="Helvetica", fontsize="10")
                     node[(layer, s)] = nid
                 elif name in cells:
                     ok = name in kept
-                    text = "\\n".join([f"{name}  1/{spec['size_types'][s]}"]
-                                      + (_op_lines(kept[name], sup.get(name), record and record["alpha"][name],
+                    text = "\\n".join([f"{name}  1/{spec.size_types[s]}"]
+                                      + (_op_lines(kept[name], sup.get(name), record and record.alpha[name],
                                                    spec) if ok else ["pruned"]))
                     attrs = ({"style": "filled,rounded", "fillcolor": "#dbe9f6", "color": "#2b5d8c"} if ok else
                              {"style": "dashed,rounded", "color": _PRUNED, "fontcolor": _PRUNED})
@@ -103,23 +107,23 @@ def _fabric_cluster(graph: graphviz.Digraph, idx: int, label: str, spec: dict, r
                 cl.edge(a, b, style="invis", weight="20")
             previous = column
         for name, c in cells.items():
-            head = node[(c["layer"], c["scale"])]
+            head = node[(c.layer, c.scale)]
             derived = kept.get(name)
             if record is not None:
-                betas = dict(zip(sup[name]["inputs"], record["beta"][name]))
+                betas = dict(zip(sup[name].inputs, record.beta[name]))
             else:
-                betas = dict(zip(c["inputs"], c.get("input_weights", [1.0 / len(c["inputs"])] * len(c["inputs"]))))
-            for kind in c["inputs"]:
-                src = node[(c["layer"] - 1, c["scale"] + SCALE_OFFSET[kind])]
-                pruned = derived is None or kind not in derived["inputs"]
+                betas = dict(zip(c.inputs, c.input_weights or [1.0 / len(c.inputs)] * len(c.inputs)))
+            for kind in c.inputs:
+                src = node[(c.layer - 1, c.scale + SCALE_OFFSET[kind])]
+                pruned = derived is None or kind not in derived.inputs
                 cl.edge(src, head, **_edge_attrs(betas[kind], pruned))
-            for k in c["input_nodes"]:
+            for k in c.input_nodes:
                 if k > 0:
-                    cl.edge(node[(c["layer"] - 1 - k, c["scale"])], head, constraint="false",
+                    cl.edge(node[(c.layer - 1 - k, c.scale)], head, constraint="false",
                             **_edge_attrs(None, derived is None))
-        for out in spec["outputs"]:
+        for out in spec.outputs:
             c = kept[out]
-            graph.edge(node[(c["layer"], c["scale"])], sink, color="#555555")
+            graph.edge(node[(c.layer, c.scale)], sink, color="#555555")
 
 
 def _legend(graph: graphviz.Digraph) -> None:
@@ -136,19 +140,19 @@ def _legend(graph: graphviz.Digraph) -> None:
         lg.node("legend", html, shape="plaintext", fontname="Helvetica", fontsize="10")
 
 
-def _hr_cluster(graph: graphviz.Digraph, hr: dict) -> None:
+def _hr_cluster(graph: graphviz.Digraph, hr: HRGenotype) -> None:
     """One node per HR-supernet branch (top = 1/4) with its width, surviving blocks, hidden channels and tokens."""
-    hr = hr.get("backbone", hr)  # hr_dense wraps the supernet genotype
-    blocks = hr.get("blocks", {})
+    hr = hr.backbone if isinstance(hr, HRDenseGenotype) else hr  # hr_dense wraps the supernet genotype
+    blocks = hr.blocks
     with graph.subgraph(name="cluster_hr") as cl:
         cl.attr(label="HR supernet (surviving)", style="rounded", color="grey40", fontname="Helvetica")
         previous = None
-        for i, (width, alive) in enumerate(zip(hr["widths"], hr["branches"])):
+        for i, (width, alive) in enumerate(zip(hr.widths, hr.branches)):
             mine = [b for name, b in blocks.items() if _branch_of(name) == i]
-            paths = sum(len(b["kernels"]) for b in mine)
-            hidden = sum(sum(b["channels"]) for b in mine)
-            tokens = sum(b.get("tokens", 0) for b in mine)
-            skips = sum(1 for b in mine if not b["kernels"])
+            paths = sum(len(b.kernels) for b in mine)
+            hidden = sum(sum(b.channels) for b in mine)
+            tokens = sum(b.tokens for b in mine)
+            skips = sum(1 for b in mine if not b.kernels)
             label = (f"branch 1/{4 * 2 ** i}  width {width}\n{len(mine)} blocks ({skips} skip only), "
                      f"{paths} kernel paths\nhidden channels {hidden}" + (f", tokens {tokens}" if tokens else ""))
             node = f"hr_{i}"
@@ -170,37 +174,37 @@ def _branch_of(block_name: str) -> int:
     return -1
 
 
-def fabric_graph(g: dict, view: str = "derived") -> graphviz.Digraph:
+def fabric_graph(g: Genotype, view: str = "derived") -> graphviz.Digraph:
     """The graphviz source of every fabric of a genotype."""
     if view not in VIEWS:
         raise ValueError(f"render view must be one of {VIEWS}, got '{view}'")
     records = search_records(g)
-    fabrics: List[Tuple[str, str, dict]] = genotype_fabrics(g)
-    if not fabrics and "hr" not in g:
-        raise ValueError(f"genotype of model '{g['model']}' has no fabric or HR part to render")
+    fabrics: List[Tuple[str, str, FabricSpec]] = g.arch.fabrics()
+    if not fabrics and g.arch.hr is None:
+        raise ValueError(f"genotype of model '{g.model}' has no fabric or HR part to render")
     if view == "supernet" and not all(path in records for path, _, _ in fabrics):
         raise ValueError("the supernet view needs the genotype's search record (render --view derived instead)")
     graph = graphviz.Digraph("fabricnas", graph_attr={"rankdir": "LR", "newrank": "true", "nodesep": "0.2",
                                                       "ranksep": "0.5", "fontname": "Helvetica",
-                                                      "label": f"{g['model']} ({view} view)", "labelloc": "t"})
+                                                      "label": f"{g.model} ({view} view)", "labelloc": "t"})
     for idx, (path, label, spec) in reversed(list(enumerate(fabrics))):  # declared last = drawn on top
         if path.startswith("parts."):
-            part = g["parts"][int(path.split(".")[1])]
+            part = g.arch.parts[int(path.split(".")[1])]
             sink = f"out_{idx}"
-            graph.node(sink, f"head\\n{len(part['joints'])} joints", shape="ellipse", fontname="Helvetica",
+            graph.node(sink, f"head\\n{len(part.joints)} joints", shape="ellipse", fontname="Helvetica",
                        fontsize="10")
         else:
             sink = f"out_{idx}"
             graph.node(sink, "backbone maps\\n(to every part)", shape="ellipse", fontname="Helvetica",
                        fontsize="10")
         _fabric_cluster(graph, idx, label, spec, records.get(path), view, sink)
-    if "hr" in g:
-        _hr_cluster(graph, g["hr"])
+    if g.arch.hr is not None:
+        _hr_cluster(graph, g.arch.hr)
     _legend(graph)
     return graph
 
 
-def render_genotype(g: dict, out: str, view: str = "derived", log_fn=print) -> str:
+def render_genotype(g: Genotype, out: str, view: str = "derived", log_fn=print) -> str:
     """Write the picture to `out` (.svg, .png or .pdf); without `dot`, write `<out>.dot` and say how to render
     it. Returns the path written."""
     fmt = os.path.splitext(out)[1].lstrip(".").lower()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from src.architecture.arch_params import unwrap
-from src.utils.flops import complexity_table, count_flops, count_params, model_complexity
+from src.utils.flops import complexity_table, count_flops, count_params, example_input, model_complexity
 
 
 def _shape(input_size: Sequence[int]):
@@ -20,7 +20,7 @@ def _shape(input_size: Sequence[int]):
 def print_param_flop(cfg, model: nn.Module, print_fn=print) -> str:
     """Params, FLOPs and MACs of the whole model and per part (via `complexity_groups()`), at MODEL.INPUT_SIZE."""
     core = unwrap(model)
-    groups = core.complexity_groups() if hasattr(core, "complexity_groups") else None
+    groups = core.complexity_groups()
     w, h = cfg.MODEL.INPUT_SIZE
     text = f"parameters and FLOPs at input {w}x{h} (batch 1):\n" + complexity_table(
         model_complexity(core, _shape(cfg.MODEL.INPUT_SIZE), groups))
@@ -36,7 +36,7 @@ def cpu_latency(model: nn.Module, input_size: Sequence[int], runs: int = 5, warm
     net = net if on_cpu else copy.deepcopy(net).cpu()
     was_training = net.training
     net.eval()
-    x = torch.randn(*_shape(input_size))
+    x = example_input(net, _shape(input_size), torch.randn)
     try:
         for _ in range(warmup):
             net(x)

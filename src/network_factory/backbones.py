@@ -2,7 +2,9 @@
 `.out_channels` (list of 4).
 
 Builders live in `BACKBONES` (name -> builder(cfg)); add one with `@register_backbone("name")` in a module
-imported by `src/network_factory/models.py` (e.g. "hr_supernet"). Nothing unused is kept: torchvision
+imported by `src/network_factory/models.py` (e.g. "hr_supernet"). A backbone without search space registers
+`fn(width_mult)` with `fixed=True`: a genotype names it and its width, `backbone_from_genotype` rebuilds it
+(searchable backbones are rebuilt from their own genotype section). Nothing unused is kept: torchvision
 classifiers lose their pooling/classifier (and MobileNet-V2 its features[17:]). Parameter names follow
 torchvision / the official HRNet, so their checkpoints load through `MODEL.PRETRAINED` (a local state dict,
 loaded non-strictly with a one-line report; nothing is downloaded).
@@ -17,14 +19,30 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from src.architecture.fabric import Fabric, FabricSpec, rising_spec
+from src.architecture.fields import FieldError
+from src.architecture.hr_genotype import HRSupernetGenotype
+from src.architecture.hr_supernet import HRSupernet
 from src.architecture.operators import conv_bn
+from src.architecture.part_genotype import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
 from src.utils.registry import Registry
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
 logger = logging.getLogger(__name__)
 
 BACKBONES = Registry("MODEL.BACKBONE")  # name -> builder(cfg)
-register_backbone = BACKBONES.register
+FIXED_BACKBONES = Registry("backbone")  # name -> builder(width_mult), for the backbones without search space
+
+
+def register_backbone(name: str, fixed: bool = False):
+    """`@register_backbone(name)` on `fn(cfg)`; `fixed=True` on `fn(width_mult)` (MODEL.BACKBONE_WIDTH_MULT)."""
+    def deco(fn):
+        if fixed:
+            FIXED_BACKBONES.register(name)(fn)
+            BACKBONES.register(name)(lambda cfg: fn(cfg.MODEL.BACKBONE_WIDTH_MULT))
+        else:
+            BACKBONES.register(name)(fn)
+        return fn
+    return deco
 
 
 def build_backbone(cfg) -> nn.Module:
@@ -32,6 +50,31 @@ def build_backbone(cfg) -> nn.Module:
     backbone = BACKBONES.get_builder(cfg.MODEL.BACKBONE)(cfg)
     if cfg.MODEL.PRETRAINED:
         load_pretrained(backbone, cfg.MODEL.PRETRAINED)
+    return backbone
+
+
+def backbone_from_genotype(b: Backbone, hr: Optional[HRSupernetGenotype], pretrained: str = "") -> nn.Module:
+    """The backbone of a parsed part-model genotype (`hr`: its HR supernet section); `pretrained` (a local
+    state dict) is loaded into a fixed backbone."""
+    if b.name == STEM:
+        return Stem(b.out_channels[0])
+    if b.name == FABRIC_BACKBONE:
+        return FabricBackbone.from_genotype(b.fabric)
+    if b.name == HR_BACKBONE:
+        return HRSupernet.from_genotype(hr)
+    import src.network_factory.models  # noqa: F401  (registers backbones defined beside model builders)
+    if b.name not in FIXED_BACKBONES:
+        known = sorted(FIXED_BACKBONES) + [STEM, FABRIC_BACKBONE, HR_BACKBONE]
+        raise FieldError("backbone.name", f"unknown backbone '{b.name}' (known: {', '.join(known)})")
+    try:
+        backbone = FIXED_BACKBONES[b.name](b.width_mult)
+    except ValueError as exc:
+        raise FieldError("backbone.width_mult", str(exc)) from None
+    if tuple(backbone.out_channels) != b.out_channels:
+        raise FieldError("backbone.out_channels", f"{list(b.out_channels)} but {b.name} x{b.width_mult} has "
+                         f"{list(backbone.out_channels)}")
+    if pretrained:
+        load_pretrained(backbone, pretrained)
     return backbone
 
 
@@ -180,30 +223,32 @@ class FabricBackbone(nn.Module):
     def arch_table(self) -> str:
         return self.fabric.arch_table()
 
+    def genotype(self) -> FabricSpec:
+        """Its section of a genotype: the spec of its fabric (derived once pruned)."""
+        return self.fabric.spec
+
+    @classmethod
+    def from_genotype(cls, spec: FabricSpec) -> "FabricBackbone":
+        """The derived backbone of a parsed "backbone.fabric" section."""
+        return cls(spec.factor, spec.ops, 0, spec.hidden_states_num, spec.input_nodes_num,
+                   size_types=spec.size_types, spec=spec, searchable=False)
+
 
 def _resnet(depth: int):
-    def build(cfg) -> nn.Module:
-        if cfg.MODEL.BACKBONE_WIDTH_MULT != 1.0:
+    def build(width_mult: float) -> nn.Module:
+        if width_mult != 1.0:
             raise ValueError(f"MODEL.BACKBONE_WIDTH_MULT is not supported by resnet{depth} (use 1.0)")
         return ResNetBackbone(depth)
     return build
 
 
 for _depth in (18, 34, 50, 101):
-    register_backbone(f"resnet{_depth}")(_resnet(_depth))
+    register_backbone(f"resnet{_depth}", fixed=True)(_resnet(_depth))
+register_backbone("mobilenet_v2", fixed=True)(MobileNetV2Backbone)
+register_backbone("hrnet_w32", fixed=True)(HRNetW32Backbone)
 
 
-@register_backbone("mobilenet_v2")
-def _mobilenet_v2(cfg) -> nn.Module:
-    return MobileNetV2Backbone(cfg.MODEL.BACKBONE_WIDTH_MULT)
-
-
-@register_backbone("hrnet_w32")
-def _hrnet_w32(cfg) -> nn.Module:
-    return HRNetW32Backbone(cfg.MODEL.BACKBONE_WIDTH_MULT)
-
-
-@register_backbone("fabric")
+@register_backbone(FABRIC_BACKBONE)
 def _fabric(cfg) -> nn.Module:
     f = cfg.MODEL.FABRIC
     return FabricBackbone(_scaled(f.BACKBONE_FACTOR, cfg.MODEL.BACKBONE_WIDTH_MULT), f.BACKBONE_OPERATIONS,

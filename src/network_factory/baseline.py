@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.architecture.arch_params import ArchMixin
+from src.architecture.model_interface import ModelInterface
 from src.architecture.operators import conv_bn
 from src.network_factory.backbones import load_pretrained, register_backbone
 from src.network_factory.registry import register_model
@@ -45,7 +45,7 @@ class CompactResNet(nn.Module):
         return feats
 
 
-class BaselinePose(ArchMixin, nn.Module):
+class BaselinePose(ModelInterface, nn.Module):
     """CompactResNet, FPN back to 1/4, 1x1 to joints."""
 
     def __init__(self, num_joints: int, widths=(32, 64, 128, 192), neck: int = 64):
@@ -63,18 +63,18 @@ class BaselinePose(ArchMixin, nn.Module):
         return self.head(self.smooth(y))
 
 
-def _widths(cfg):
-    return [max(8, int(round(w * cfg.MODEL.BACKBONE_WIDTH_MULT))) for w in (32, 64, 128, 192)]
+def _widths(width_mult: float):
+    return [max(8, int(round(w * width_mult))) for w in (32, 64, 128, 192)]
 
 
-@register_backbone("compact_resnet")
-def build_compact_resnet(cfg) -> nn.Module:
-    return CompactResNet(_widths(cfg))
+@register_backbone("compact_resnet", fixed=True)
+def build_compact_resnet(width_mult: float) -> nn.Module:
+    return CompactResNet(_widths(width_mult))
 
 
 @register_model("baseline")
 def build_baseline(cfg) -> nn.Module:
-    model = BaselinePose(cfg.MODEL.NUM_JOINTS, _widths(cfg), neck=cfg.MODEL.WIDTH)
+    model = BaselinePose(cfg.MODEL.NUM_JOINTS, _widths(cfg.MODEL.BACKBONE_WIDTH_MULT), neck=cfg.MODEL.WIDTH)
     if cfg.MODEL.PRETRAINED:  # a local state dict of the encoder (nothing is downloaded)
         load_pretrained(model.encoder, cfg.MODEL.PRETRAINED)
     return model

@@ -1,57 +1,55 @@
-"""Build the derived network of a genotype JSON, and start it from a supernet checkpoint's weights.
+"""Build the derived network of a genotype, and start it from a supernet checkpoint's weights.
 
-`build_from_genotype(cfg, genotype)` takes the whole architecture from the genotype (backbone, parts and
-their joints, derived fabrics with their fixed mixing weights, head, HR section); the config only supplies
-run settings (and MODEL.PRETRAINED for a torchvision/HRNet backbone). Derived parameter names are a subset
-of the supernet's, so `inherit_weights(model, supernet_ckpt)` carries the searched weights over.
+`build_from_genotype(cfg, g)` takes the whole architecture from the parsed genotype (see
+src/architecture/genotype.py); the config only supplies run settings (and MODEL.PRETRAINED for a fixed
+backbone). Before anything is allocated: the fields that must agree with the config are checked
+(`check_config`), the registry picks the model class (`g.model`), and the network is built on the meta device
+(no memory) to check what needs its modules (a fixed backbone's channels) and its size against
+limits.MAX_PARAMS. Derived parameter names are a subset of the supernet's, so
+`inherit_weights(model, supernet_ckpt)` carries the searched weights over.
 """
-from typing import Dict
+from typing import Dict, Union
 
+import torch
 from torch import nn
 
-from src.architecture.fabric import FabricSpec
-from src.architecture.genotype import load_genotype, part_specs, validate_genotype
-from src.architecture.hr_supernet import HRSupernet
-from src.network_factory.backbones import FabricBackbone, Stem, build_backbone
-from src.network_factory.hr_dense import HRDensePose
-from src.network_factory.part_cnf import PartCNF
+from src.architecture.fields import FieldError
+from src.architecture.genotype import Genotype, load_genotype, parse_genotype
+from src.architecture.limits import MAX_PARAMS
+from src.network_factory.registry import genotype_model
 from src.utils.distributed import is_main
+from src.utils.flops import count_params
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
 
-def _backbone(cfg, g: dict) -> nn.Module:
-    b = g["backbone"]
-    name = b["name"]
-    if name == "stem":
-        backbone = Stem(b["out_channels"][0])
-    elif name == "fabric":
-        spec = FabricSpec.from_dict(b["fabric"], "backbone.fabric")
-        backbone = FabricBackbone(spec.factor, spec.ops, 0, spec.hidden_states_num, spec.input_nodes_num,
-                                  size_types=spec.size_types, spec=spec, searchable=False)
-    elif name == "hr_supernet":
-        backbone = HRSupernet.from_genotype(g["hr"])
-    else:
-        local = cfg.clone()
-        local.defrost()
-        local.MODEL.BACKBONE, local.MODEL.BACKBONE_WIDTH_MULT = name, float(b["width_mult"])
-        backbone = build_backbone(local)
-    if list(backbone.out_channels) != list(b["out_channels"]):
-        raise ValueError(f"genotype field 'backbone.out_channels': {b['out_channels']} but the rebuilt {name} "
-                         f"backbone has {list(backbone.out_channels)}")
-    return backbone
+def check_config(g: Genotype, cfg) -> None:
+    """The genotype's fields that must agree with the run's config."""
+    for field, value, key, want in (
+            ("task", g.task, "TASK", cfg.TASK),
+            ("num_joints", g.num_joints, "MODEL.NUM_JOINTS", int(cfg.MODEL.NUM_JOINTS)),
+            ("heatmap_stride", g.heatmap_stride, "MODEL.HEATMAP_STRIDE", int(cfg.MODEL.HEATMAP_STRIDE)),
+            ("input_size", list(g.input_size), "MODEL.INPUT_SIZE", [int(v) for v in cfg.MODEL.INPUT_SIZE])):
+        if value != want:
+            raise FieldError(field, f"{value} but {key} is {want}")
 
 
-def build_from_genotype(cfg, genotype: dict) -> nn.Module:
-    """The derived model of a (validated) genotype dict."""
-    validate_genotype(genotype)
-    g = genotype
-    if g["num_joints"] != cfg.MODEL.NUM_JOINTS:
-        raise ValueError(f"genotype field 'num_joints' is {g['num_joints']} but MODEL.NUM_JOINTS is "
-                         f"{cfg.MODEL.NUM_JOINTS}")
-    if g["model"] == "hr_dense":
-        return HRDensePose.from_genotype(g["hr"])
-    parts = [(p["name"], p["joints"]) for p in g["parts"]]
-    return PartCNF(_backbone(cfg, g), parts, part_specs(g), g["num_joints"], searchable=False, head=dict(g["head"]))
+def check_size(model: nn.Module) -> None:
+    """Refuse a network above limits.MAX_PARAMS, naming its largest genotype section."""
+    total = count_params(model)
+    if total > MAX_PARAMS:
+        field, n = max(((f, count_params(m)) for f, m in model.genotype_sections().items()), key=lambda fn: fn[1])
+        raise FieldError(field, f"builds {n / 1e6:.1f}M parameters (network {total / 1e6:.1f}M), above the limit "
+                         f"of {MAX_PARAMS / 1e6:.0f}M (limits.MAX_PARAMS)")
+
+
+def build_from_genotype(cfg, g: Union[Genotype, dict]) -> nn.Module:
+    """The derived model of a parsed genotype (a dict, the JSON form a checkpoint holds, is parsed first)."""
+    g = g if isinstance(g, Genotype) else parse_genotype(g)
+    check_config(g, cfg)
+    cls = genotype_model(g.model)
+    with torch.device("meta"):
+        check_size(cls.from_genotype(g))
+    return cls.from_genotype(g, pretrained=cfg.MODEL.PRETRAINED)
 
 
 def build_from_genotype_file(cfg, path: str) -> nn.Module:

@@ -4,17 +4,21 @@ hr_dense: HR supernet -> every branch upsampled to 1/4 and concatenated -> one s
 block (-> MODEL.HR.LAST_CHANNEL, grouped 1x1 skip) -> ReLU -> 1x1 conv to joints (init N(0, 0.001)),
 as HR-NAS's segmentation/keypoint head. The alternative to the part-specific CNFs.
 """
+from typing import Dict
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.arch_params import ArchMixin
-from src.architecture.hr_supernet import HRSupernet, fill_gates
-from src.architecture.inverted_residual import InvertedResidual, check_spec
+from src.architecture.fields import FieldError
+from src.architecture.genotype import Architecture, Genotype
+from src.architecture.hr_genotype import BlockSpec, HRDenseGenotype
+from src.architecture.hr_supernet import HRSupernet, block_from_spec, fill_gates
+from src.architecture.inverted_residual import InvertedResidual
+from src.architecture.model_interface import ModelInterface
+from src.architecture.part_genotype import HR_BACKBONE
 from src.network_factory.backbones import register_backbone
 from src.network_factory.registry import register_model
-
-DENSE_FORMAT = "fabricnas.hr_dense/1"
 
 
 def hr_supernet_kwargs(cfg) -> dict:
@@ -29,7 +33,7 @@ def hr_supernet_kwargs(cfg) -> dict:
             "hrt_mlp_ratio": cfg.MODEL.HRT.MLP_RATIO}
 
 
-@register_backbone("hr_supernet")
+@register_backbone(HR_BACKBONE)
 def build_hr_supernet_backbone(cfg) -> HRSupernet:
     net = HRSupernet(**hr_supernet_kwargs(cfg))
     if len(net.out_channels) != 4:
@@ -38,7 +42,7 @@ def build_hr_supernet_backbone(cfg) -> HRSupernet:
     return net
 
 
-class HRDensePose(ArchMixin, nn.Module):
+class HRDensePose(ModelInterface, nn.Module):
     """Image -> heatmaps [N, K, H/4, W/4] through the HR supernet and one searchable fusion block."""
 
     def __init__(self, backbone: HRSupernet, num_joints: int, head: InvertedResidual):
@@ -63,23 +67,23 @@ class HRDensePose(ArchMixin, nn.Module):
         y = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
         return self.final(F.relu(self.head(torch.cat(y, 1))))
 
-    def genotype(self) -> dict:
-        return {"format": DENSE_FORMAT, "backbone": self.backbone.genotype(), "head": self.head.spec(),
-                "num_joints": self.final.out_channels}
+    def genotype(self) -> Architecture:
+        return Architecture(hr=HRDenseGenotype(self.backbone.genotype(), BlockSpec.of(self.head.spec()),
+                                               self.final.out_channels))
 
     @classmethod
-    def from_genotype(cls, g: dict) -> "HRDensePose":
-        if not isinstance(g, dict) or g.get("format") != DENSE_FORMAT:
-            raise ValueError(f"hr_dense genotype field 'format' must be '{DENSE_FORMAT}'")
-        joints = g.get("num_joints")
-        if not isinstance(joints, int) or joints < 1:
-            raise ValueError(f"hr_dense genotype field 'num_joints' must be a positive int, got {joints!r}")
-        backbone = HRSupernet.from_genotype(g.get("backbone"))
-        check_spec(g.get("head"), "head", {"in": sum(backbone.out_channels), "stride": 1, "skip": "conv"})
-        return cls(backbone, joints, InvertedResidual.from_spec(g["head"], backbone.grid, "head"))
+    def from_genotype(cls, g: Genotype, pretrained: str = "") -> "HRDensePose":
+        hr = g.arch.hr
+        if not isinstance(hr, HRDenseGenotype):
+            raise FieldError("hr", f"model '{g.model}' needs a '{HRDenseGenotype.FORMAT}' section")
+        backbone = HRSupernet.from_genotype(hr.backbone)
+        return cls(backbone, hr.num_joints, block_from_spec(hr.head, backbone.grid))
+
+    def genotype_sections(self) -> Dict[str, nn.Module]:
+        return {"hr.backbone": self.backbone, "hr.head": self.head}
 
 
-@register_model("hr_dense")
+@register_model("hr_dense", searchable=HRDensePose)
 def build_hr_dense(cfg) -> HRDensePose:
     hr = cfg.MODEL.HR
     backbone = HRSupernet(**hr_supernet_kwargs(cfg))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.architecture.arch_params import ArchMixin
+from src.architecture.model_interface import ModelInterface
 from src.architecture.hrt_block import HRTBlock
 from src.network_factory.registry import register_model
 
@@ -171,7 +171,7 @@ class HRFormerClsHead(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
 
-class HRFormerClassifier(ArchMixin, nn.Module):
+class HRFormerClassifier(ModelInterface, nn.Module):
     def __init__(self, backbone: HRFormerBackbone, head: HRFormerClsHead):
         super().__init__()
         self.backbone, self.head = backbone, head
@@ -184,7 +184,7 @@ class HRFormerClassifier(ArchMixin, nn.Module):
         return {"backbone": "backbone", "head": "head"}
 
 
-class HRFormerPose(ArchMixin, nn.Module):
+class HRFormerPose(ModelInterface, nn.Module):
     """HRFormer backbone whose last module fuses into the 1/4 branch only, then a 1x1 conv to heatmaps."""
 
     def __init__(self, backbone: HRFormerBackbone, num_joints: int):

@@ -4,17 +4,22 @@ Each part's CNF reads the backbone's maps (as fabric layer cut-1), ends in its 1
 the part's joints; the part outputs are scattered into [N, K, H/4, W/4] and joints predicted by two parts
 (P = 8) are averaged. Models: "part_cnf" (MODEL.BACKBONE + MODEL.FABRIC + MODEL.PARTS) and "fabric" (a
 PoseNFS Meta_Arch: a small stem, one full triangular fabric from layer 0 (CUT_LAYERS_NUM is ignored) and a
-head). `build_part_cnf(cfg, parts, specs, searchable=False)` rebuilds a derived network from explicit
-per-part fabric specs (the genotype path).
+head). The model owns its genotype: `genotype()` describes backbone, head and parts (typed, see
+src/architecture/part_genotype.py) and `PartCNF.from_genotype(g)` rebuilds the derived network;
+`build_part_cnf(cfg, parts, specs, searchable=False)` builds one from explicit per-part fabric specs.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from src.architecture.arch_params import ArchMixin
 from src.architecture.fabric import Fabric, FabricSpec, triangle_spec
-from src.network_factory.backbones import Stem, build_backbone
+from src.architecture.fields import FieldError
+from src.architecture.genotype import Architecture, Genotype
+from src.architecture.hr_supernet import HRSupernet
+from src.architecture.model_interface import ModelInterface
+from src.architecture.part_genotype import STEM, Backbone, Head, Part
+from src.network_factory.backbones import FabricBackbone, Stem, backbone_from_genotype, build_backbone
 from src.network_factory.body_parts import body_parts
 from src.network_factory.heads import build_head
 from src.network_factory.registry import register_model
@@ -24,41 +29,45 @@ class PartSubnet(nn.Module):
     """One part: its CNF and its head."""
 
     def __init__(self, spec: FabricSpec, in_channels: Sequence[int], num_joints: int, searchable: bool,
-                 one_shot: bool, head: dict):
+                 one_shot: bool, head: Head):
         super().__init__()
         if len(spec.outputs) != 1:
             raise ValueError(f"a part CNF returns one map, its spec has outputs {spec.outputs}")
         self.fabric = Fabric(spec, in_channels, searchable, one_shot)
-        self.head = build_head(self.fabric.out_channels[0], num_joints, **head)
+        self.head = build_head(self.fabric.out_channels[0], num_joints, head.vector_in_pixel, head.vector_dim,
+                               head.mode)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         return self.head(self.fabric(feats)[0])
 
 
-class PartCNF(ArchMixin, nn.Module):
-    """Backbone -> one `PartSubnet` per (name, joints) part -> heatmaps [N, num_joints, H/4, W/4]."""
+class PartCNF(ModelInterface, nn.Module):
+    """Backbone -> one `PartSubnet` per (name, joints) part -> heatmaps [N, num_joints, H/4, W/4].
+    `backbone_name` / `width_mult` name the backbone in the genotype (MODEL.BACKBONE, or "stem")."""
 
     def __init__(self, backbone: nn.Module, parts: Sequence[Tuple[str, Sequence[int]]], specs: Sequence[FabricSpec],
-                 num_joints: int, searchable: bool = True, one_shot: bool = True, head: Optional[dict] = None):
+                 num_joints: int, head: Head, backbone_name: str, width_mult: float, searchable: bool = True,
+                 one_shot: bool = True):
         super().__init__()
         if len(specs) != len(parts):
             raise ValueError(f"{len(parts)} parts need {len(parts)} fabric specs, got {len(specs)}")
-        self.backbone = backbone
+        self.backbone, self.backbone_name, self.width_mult = backbone, backbone_name, width_mult
+        self.head_settings = head
         self.part_names = [name for name, _ in parts]
         self.part_joints = [list(joints) for _, joints in parts]
         self.parts = nn.ModuleList(
-            PartSubnet(spec, backbone.out_channels, len(joints), searchable, one_shot, head or {})
+            PartSubnet(spec, backbone.out_channels, len(joints), searchable, one_shot, head)
             for spec, joints in zip(specs, self.part_joints))
-        index = torch.tensor([j for joints in self.part_joints for j in joints], dtype=torch.long)
-        if len(index) and (index.min() < 0 or index.max() >= num_joints):
+        index = [j for joints in self.part_joints for j in joints]  # plain ints: builds on the meta device too
+        if any(not 0 <= j < num_joints for j in index):
             raise ValueError(f"part joints must lie in 0..{num_joints - 1}")
-        count = torch.bincount(index, minlength=num_joints)
-        if (count == 0).any():
-            raise ValueError(f"joints {torch.nonzero(count == 0).flatten().tolist()} are in no body part")
+        count = [index.count(j) for j in range(num_joints)]
+        if 0 in count:
+            raise ValueError(f"joints {[j for j, c in enumerate(count) if c == 0]} are in no body part")
         self.num_joints = num_joints
-        self.register_buffer("joint_index", index, persistent=False)
-        self.register_buffer("joint_count", count.float(), persistent=False)
-        self._average = bool(count.max() > 1)
+        self.register_buffer("joint_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.register_buffer("joint_count", torch.tensor(count, dtype=torch.float), persistent=False)
+        self._average = max(count) > 1
 
     def forward(self, x: Tensor) -> Tensor:
         feats = self.backbone(x)
@@ -70,7 +79,7 @@ class PartCNF(ArchMixin, nn.Module):
     def arch_table(self) -> str:
         """Per part (and for a searchable backbone): softmaxed alpha per op and beta per cell, as text."""
         blocks = []
-        if hasattr(self.backbone, "arch_table"):
+        if isinstance(self.backbone, FabricBackbone):
             blocks.append("backbone\n" + self.backbone.arch_table())
         for i, (name, joints, part) in enumerate(zip(self.part_names, self.part_joints, self.parts)):
             blocks.append(f"part {i} {name} (joints {joints})\n" + part.fabric.arch_table())
@@ -82,10 +91,30 @@ class PartCNF(ArchMixin, nn.Module):
         groups.update({f"part {i} {name}": f"parts.{i}" for i, name in enumerate(self.part_names)})
         return groups
 
+    def genotype_sections(self) -> Dict[str, nn.Module]:
+        return {"backbone": self.backbone, **{f"parts[{i}]": part for i, part in enumerate(self.parts)}}
 
-def _head_kwargs(cfg) -> dict:
+    def genotype(self) -> Architecture:
+        b = self.backbone
+        backbone = Backbone(self.backbone_name, float(self.width_mult), tuple(int(c) for c in b.out_channels),
+                            b.genotype() if isinstance(b, FabricBackbone) else None)
+        parts = tuple(Part(name, tuple(joints), part.fabric.spec)
+                      for name, joints, part in zip(self.part_names, self.part_joints, self.parts))
+        return Architecture(backbone, self.head_settings, parts, b.genotype() if isinstance(b, HRSupernet) else None)
+
+    @classmethod
+    def from_genotype(cls, g: Genotype, pretrained: str = "") -> "PartCNF":
+        arch = g.arch
+        if not arch.parts:
+            raise FieldError("parts", f"model '{g.model}' needs parts (a backbone, a head and part fabrics)")
+        b = arch.backbone
+        return cls(backbone_from_genotype(b, arch.hr, pretrained), [(p.name, p.joints) for p in arch.parts],
+                   [p.fabric for p in arch.parts], g.num_joints, arch.head, b.name, b.width_mult, searchable=False)
+
+
+def _head(cfg) -> Head:
     p = cfg.MODEL.PARTS
-    return {"vector_in_pixel": p.VECTOR_IN_PIXEL, "vector_dim": p.VECTOR_DIM, "mode": p.CONVOLUTION_MODE}
+    return Head(bool(p.VECTOR_IN_PIXEL), int(p.VECTOR_DIM), p.CONVOLUTION_MODE)
 
 
 def _check_stride(cfg) -> None:
@@ -108,16 +137,16 @@ def build_part_cnf(cfg, parts: Optional[List[Tuple[str, List[int]]]] = None,
     parts = parts if parts is not None else body_parts(cfg.MODEL.NUM_JOINTS, cfg.MODEL.PARTS.NUM)
     if specs is None:
         specs = [default_part_spec(cfg, len(backbone.out_channels))] * len(parts)
-    return PartCNF(backbone, parts, specs, cfg.MODEL.NUM_JOINTS, searchable, cfg.MODEL.FABRIC.ONE_SHOT_SEARCH,
-                   _head_kwargs(cfg))
+    return PartCNF(backbone, parts, specs, cfg.MODEL.NUM_JOINTS, _head(cfg), cfg.MODEL.BACKBONE,
+                   cfg.MODEL.BACKBONE_WIDTH_MULT, searchable, cfg.MODEL.FABRIC.ONE_SHOT_SEARCH)
 
 
-@register_model("part_cnf")
+@register_model("part_cnf", searchable=PartCNF)
 def _build_part_cnf(cfg) -> nn.Module:
     return build_part_cnf(cfg)
 
 
-@register_model("fabric")
+@register_model("fabric", searchable=PartCNF)
 def _build_fabric(cfg) -> nn.Module:
     _check_stride(cfg)
     f = cfg.MODEL.FABRIC
@@ -125,4 +154,5 @@ def _build_fabric(cfg) -> nn.Module:
     spec = triangle_spec(list(f.SIZE_TYPES), f.FACTOR, list(f.OPERATIONS), f.DEPTH, 0, (0,), f.HIDDEN_STATES_NUM,
                          f.INPUT_NODES_NUM)
     k = cfg.MODEL.NUM_JOINTS
-    return PartCNF(stem, [("all", list(range(k)))], [spec], k, True, f.ONE_SHOT_SEARCH, _head_kwargs(cfg))
+    return PartCNF(stem, [("all", list(range(k)))], [spec], k, _head(cfg), STEM, cfg.MODEL.BACKBONE_WIDTH_MULT, True,
+                   f.ONE_SHOT_SEARCH)

@@ -1,13 +1,43 @@
-"""Model registry: `@register_model("name")` on a builder `fn(cfg) -> nn.Module`; `build_model(cfg)`."""
+"""Model registry: `@register_model("name")` on a builder `fn(cfg) -> nn.Module`; `build_model(cfg)`.
+
+A searchable model kind (one a genotype describes) registers its class in the same line,
+`@register_model("name", searchable=ModelClass)`: `genotype_model(name)` returns that class, whose
+`from_genotype` rebuilds the derived network (src/network_factory/from_genotype.py dispatches through it).
+"""
+from typing import Optional, Type
+
 from torch import nn
 
+from src.architecture.fields import FieldError
+from src.architecture.model_interface import ModelInterface
 from src.utils.registry import Registry
 
-MODELS = Registry("MODEL.NAME")
-register_model = MODELS.register
+MODELS = Registry("MODEL.NAME")  # name -> builder(cfg)
+SEARCHABLE = Registry("searchable model")  # name -> model class with from_genotype
+
+
+def register_model(name: str, searchable: Optional[Type[ModelInterface]] = None):
+    def deco(fn):
+        MODELS.register(name)(fn)
+        if searchable is not None:
+            SEARCHABLE.register(name)(searchable)
+        return fn
+    return deco
+
+
+def _register_all() -> None:
+    import src.network_factory.models  # noqa: F401  (registers every builder)
 
 
 def build_model(cfg) -> nn.Module:
     """Build `cfg.MODEL.NAME` (all builder modules are imported by src.network_factory.models)."""
-    import src.network_factory.models  # noqa: F401  (registers every builder)
+    _register_all()
     return MODELS.get_builder(cfg.MODEL.NAME)(cfg)
+
+
+def genotype_model(name: str) -> Type[ModelInterface]:
+    """The class of the searchable model kind `name` (a genotype's "model")."""
+    _register_all()
+    if name not in SEARCHABLE:
+        raise FieldError("model", f"'{name}' is not a searchable model (known: {', '.join(sorted(SEARCHABLE))})")
+    return SEARCHABLE[name]

@@ -8,10 +8,7 @@
 Gate groups (found in the model, recounted after each shrink):
 - "channel": the depthwise-BN scales of one kernel path of an `InvertedResidual`, or of the ConvFFN of its
   HRT part (unit = one hidden channel);
-- "token": the token gates of a `TokenTransformer` (unit = one token);
-- "head": a scalar parameter named `gate` on any other module (a part head). Its owner (the nearest
-  ancestor with `remove_gated_head(relative_name)`) removes the head when the gate dies and routes its
-  joints to the shared head; for the removal to be exact the head's output should be scaled by its gate.
+- "token": the token gates of a `TokenTransformer` (unit = one token).
 penalty = rho * sum_g w_g * |gate_g|_1 with w_g = FLOPs of one unit of g (a token: F(n)/n, i.e. with its
 share of the attention cost) / the supernet's mean FLOPs per unit (fixed at construction). FLOPs are
 FlopCounterMode counts of one image at MODEL.INPUT_SIZE; the projected FLOPs are those left once every unit
@@ -30,18 +27,17 @@ from src.architecture.arch_params import unwrap
 from src.architecture.hr_supernet import HRSupernet
 from src.architecture.inverted_residual import InvertedResidual
 from src.architecture.shrink import Surgery, prune_dead_structure, shrink_block
-from src.architecture.transformer import TokenTransformer
 from src.utils.distributed import is_main
 from src.utils.flops import flop_counts
 
 
 @dataclass
 class GateGroup:
-    name: str  # module path of the path / transformer / HRT FFN / head
-    kind: str  # "channel", "token" or "head"
+    name: str  # module path of the path / transformer / HRT FFN
+    kind: str  # "channel" or "token"
     gate: nn.Parameter
     cost: Callable[[int], float]  # FLOPs of the group's units when n of them are alive
-    owner: nn.Module  # the block (channel, token) or the head module
+    owner: nn.Module  # the block
 
     @property
     def size(self) -> int:
@@ -53,17 +49,6 @@ def meta_copy(module: nn.Module) -> nn.Module:
     memo = {id(t): nn.Parameter(t.detach().to("meta"), t.requires_grad) if isinstance(t, nn.Parameter)
             else t.detach().to("meta") for t in itertools.chain(module.parameters(), module.buffers())}
     return copy.deepcopy(module, memo)
-
-
-def _head_owner(core: nn.Module, name: str):
-    parts = name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        owner = core.get_submodule(".".join(parts[:cut]))
-        if hasattr(owner, "remove_gated_head"):
-            return owner, ".".join(parts[cut:])
-    if hasattr(core, "remove_gated_head"):
-        return core, name
-    raise ValueError(f"head gate '{name}.gate': no enclosing module implements remove_gated_head()")
 
 
 class Slimmer:
@@ -107,12 +92,6 @@ class Slimmer:
                         self.groups.append(GateGroup(f"{name}.{sub}", kind, gate, lambda n, u=unit: u * n, m))
                     else:
                         self.groups.append(GateGroup(f"{name}.{sub}", kind, gate, m.transformer.flops, m))
-            elif "gate" in m._parameters and not isinstance(m, TokenTransformer):
-                if m.gate.numel() != 1 or not name:
-                    raise ValueError(f"'{name or 'model'}.gate': a head gate must be a scalar on a submodule")
-                _head_owner(core, name)
-                head = per_module.get(prefix, 0)
-                self.groups.append(GateGroup(name, "head", m.gate, lambda n, f=head: f * n, m))
 
     def _set_weights(self) -> None:
         self.weights = [g.cost(g.size) / g.size / self.norm for g in self.groups]
@@ -181,19 +160,11 @@ class Slimmer:
         before, units_before = self.flops, self._units_by_kind()
         surgery = Surgery()
         per_block: Dict[nn.Module, List[Tensor]] = {}
-        dead_heads = []
         for g, keep in zip(self.groups, keeps):
-            if g.kind == "head":
-                if not keep.any():
-                    dead_heads.append(g.name)
-            else:
-                per_block.setdefault(g.owner, []).append(keep)
+            per_block.setdefault(g.owner, []).append(keep)
         for block, masks in per_block.items():
             if not all(bool(m.all()) for m in masks):
                 shrink_block(block, masks, surgery)
-        for name in dead_heads:
-            owner, relative = _head_owner(self.core, name)
-            owner.remove_gated_head(relative)
         removed = {"edges": [], "branches": []}
         for m in list(self.core.modules()):
             if isinstance(m, HRSupernet):
@@ -204,7 +175,7 @@ class Slimmer:
         self._profile()
         self._set_weights()
         units = self._units_by_kind()
-        stats = {"flops_before": before, "flops": self.flops, "heads_removed": dead_heads,
+        stats = {"flops_before": before, "flops": self.flops,
                  "edges_removed": removed["edges"], "branches_removed": removed["branches"],
                  "tokens": {g.name: g.size for g in self.groups if g.kind == "token"},
                  **{f"{kind}_units_removed": units_before[kind] - units.get(kind, 0) for kind in units_before}}

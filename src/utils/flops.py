@@ -15,10 +15,19 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def example_input(model: nn.Module, input_shape: Sequence[int], fill=torch.zeros) -> torch.Tensor:
+    """`fill(*input_shape)` (zeros, randn, ...) in the dtype and on the device of the model's first floating
+    parameter or buffer (default dtype on CPU for a model without any)."""
+    ref = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+    if ref is None:
+        return fill(*input_shape)
+    return fill(*input_shape, dtype=ref.dtype, device=ref.device)
+
+
 def flop_counts(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, int]:
-    """FLOPs per module name ("Global" = total; submodules as "<RootClass>.<name>") of one eval forward."""
-    p = next(model.parameters(), None)
-    x = torch.zeros(*input_shape, device=p.device if p is not None else "cpu")
+    """FLOPs per module name ("Global" = total; submodules as "<RootClass>.<name>") of one eval forward on
+    zeros of the model's dtype and device."""
+    x = example_input(model, input_shape)
     was_training = model.training
     model.eval()
     try:
