@@ -252,3 +252,20 @@ def test_export_genotype_tool_writes_the_prune_genotype(tmp_path):
     assert main(["--cfg", str(tmp_path / "config.yaml"), "--ckpt", str(tmp_path / "last.pth"), "--out", str(out)]) == 0
     expected = prune_from_cfg(cfg, copy.deepcopy(model), quiet)[1]
     assert load_genotype(str(out)) == expected
+
+
+def test_a_float64_model_counts_flops_and_prunes_in_its_own_dtype():
+    from src.engine.model_report import compare_models
+    cfg = tiny_cfg()
+    model = searched(cfg)
+    shape = (1, 3, 64, 48)
+    flops32 = count_flops(model, shape)
+    model = model.double()
+    assert count_flops(model, shape) == flops32
+    derived, g = Prune(model, **KEEP_ALL, cfg=cfg, log_fn=quiet)
+    assert {p.dtype for p in derived.parameters()} == {torch.float64}
+    assert g.search.prune.flops["supernet"] == flops32
+    with torch.no_grad():
+        x = image().double()
+        torch.testing.assert_close(derived.eval()(x), model(x))
+    assert "derived" in compare_models(model, derived, [48, 64], runs=1)
