@@ -1,9 +1,9 @@
 """The one registry of architecture parameters.
 
 Every searchable decision is an `nn.Parameter` registered under an attribute named exactly `alpha`
-(ops of an edge / of a cell) or `beta` (inputs of a cell). Gates (channels, tokens, branches, part
-heads) are weights trained by slimming; a module exposes them by naming its gate parameter `gate`
-or through `named_gates()` (HR supernet: BN scales). Everything here works on plain or DDP-wrapped
+(ops of an edge / of a cell) or `beta` (inputs of a cell). Gates (channels, FFN channels, tokens) are
+weights trained by slimming, exposed by `named_gates()` (HR supernet: BN scales, token gates; see
+src/search/slimming.py). Everything here works on plain or DDP-wrapped
 models, on state dicts and on copies, because it only looks at parameter names.
 """
 import math
