@@ -12,7 +12,7 @@ import pytest
 from torch import nn
 
 import src.network_factory.models  # noqa: F401  (the one-time registration imports stay out of the timed calls)
-from src.architecture.fabric import prune_unreachable
+from src.architecture.fabric import prune_unreachable, triangle_spec
 from src.architecture.fabric_spec import FabricSpec
 from src.network_factory.from_genotype import build_from_genotype, build_from_genotype_file
 from tests.conftest import ROOT
@@ -44,9 +44,10 @@ def rerooted(g):
     g["parts"][0]["fabric"] = prune_unreachable(spec).to_dict()
 
 
-def huge_head(g):
-    """Every size within its bound, the network above limits.MAX_PARAMS (8 paths x 8192 x 4096 weights)."""
-    g["hr"]["head"].update(out=4096, kernels=[15] * 8, channels=[8192] * 8)
+def many_ops(g):
+    """Part 0 becomes a valid CNF of 3672 ops (every size within its bound): above limits.MAX_FABRIC_OPS."""
+    ops = ["skip_connect", "sep_conv_3x3", "atr_conv_3x3", "max_pool_3x3"]
+    g["parts"][0]["fabric"] = triangle_spec([4, 8, 16, 32], 1, ops, 16, 3, (0, 1, 2, 3), 4, 3).to_dict()
 
 
 def setter(path, value):
@@ -90,7 +91,7 @@ CASES = [
     ("huge", "P", setter([part, "cells"], [{}] * 100000), "parts[0].fabric.cells", {}),
     ("huge", "D", setter(["hr", "backbone", "stage_blocks", 0], [10**6]), "hr.backbone.stage_blocks[0]", {}),
     ("huge", "F", setter(["backbone", "out_channels"], [10**9, 40, 80, 160]), "backbone.out_channels", {}),
-    ("huge", "D", huge_head, "hr.head", {}),
+    ("huge", "P", many_ops, "parts[0].fabric", {}),
     # negative
     ("negative", "P", setter([lambda g: part(g, 1), "factor"], -1), "parts[1].fabric.factor", {}),
     ("negative", "P", setter(["head", "vector_dim"], 0), "head.vector_dim", {}),
@@ -226,6 +227,14 @@ def test_malformed_genotype_is_refused_naming_the_field(case, no_allocation):
     assert time.perf_counter() - start < 1.0
     msg = str(err.value)
     assert f"genotype field '{field}': " in msg and "\n" not in msg, msg
+
+
+def test_a_network_above_the_parameter_limit_is_refused_naming_its_largest_section(monkeypatch, no_allocation):
+    import src.network_factory.from_genotype as from_genotype
+    monkeypatch.setattr(from_genotype, "MAX_PARAMS", 10_000)  # every size within its bound, the sum above it
+    with pytest.raises(ValueError, match=r"^genotype field 'hr.backbone': builds [\d,]+ parameters \(network "
+                                         r"[\d,]+\), above the limit of 10,000 \(limits.MAX_PARAMS\)$"):
+        build_from_genotype(fixture_cfg(), base("D"))
 
 
 def test_the_bases_themselves_are_accepted(no_allocation):

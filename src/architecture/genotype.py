@@ -36,7 +36,8 @@ from src.architecture.arch_params import unwrap
 from src.architecture.fabric_spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, check_format
 from src.architecture.hr_genotype import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
-from src.architecture.limits import MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS, MAX_PARTS
+from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
+                                     MAX_PARTS)
 from src.architecture.part_genotype import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
                                             parse_part)
 from src.architecture.search_record import FabricRecord, SearchRecord, parse_search
@@ -121,7 +122,19 @@ def _parse_arch(o: Obj, num_joints: int, heatmap_stride: int) -> Architecture:
     arch = Architecture(parse_backbone(o.raw("backbone"), "backbone"), parse_head(o.raw("head"), "head"),
                         tuple(parse_part(p, f"parts[{i}]", num_joints) for i, p in enumerate(parts_in)), hr)
     check_part_model(arch.backbone, arch.parts, hr, num_joints, heatmap_stride)
+    _check_op_count(arch)
     return arch
+
+
+def _check_op_count(arch: Architecture) -> None:
+    """Every kept op of a fabric is a module: their number over all fabrics is bounded (limits.MAX_FABRIC_OPS)."""
+    total = 0
+    for path, _, spec in arch.fabrics():
+        total += sum(len(ops) for c in spec.cells for ops in c.edges.values())
+        if total > MAX_FABRIC_OPS:
+            field = "backbone.fabric" if path == "backbone.fabric" else f"parts[{path.split('.')[1]}].fabric"
+            raise FieldError(field, f"the fabrics up to here keep {total} ops, above {MAX_FABRIC_OPS} "
+                             "(limits.MAX_FABRIC_OPS)")
 
 
 def parse_genotype(value) -> Genotype:

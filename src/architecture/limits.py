@@ -5,7 +5,8 @@ far above what the configs here use (shown in brackets) and far below what would
 parser (src/architecture/genotype.py and the section parsers it calls) refuses a value outside its bound
 with a one-line error naming the field. Individually bounded sizes can still multiply into a large network,
 so the built network is also measured on the meta device (no memory) against MAX_PARAMS before it is
-allocated (src/network_factory/from_genotype.py).
+allocated (src/network_factory/from_genotype.py); the module counts are bounded too (MAX_FABRIC_OPS, and the
+HR bounds below), so that this measurement itself stays fast.
 """
 
 MAX_GENOTYPE_BYTES = 64 * 2**20  # size of a genotype JSON file [demo: ~60 KB with its search record]
@@ -23,23 +24,24 @@ MAX_HIDDEN_CHANNELS = 8192  # hidden channels of one kernel path or HRT FFN [4 x
 MAX_WIDTH_MULT = 4.0  # backbone width multiplier [1.0]
 
 # cell-based fabrics (parts and the fabric backbone)
-MAX_PARTS = 32  # body-part groups, one fabric each [1, 3, 5, 8]
+MAX_PARTS = 16  # body-part groups, one fabric each [1, 3, 5, 8]
 MAX_FACTOR = 256  # channel factor of a fabric: row channels = size_type x factor [16]
 MAX_SIZE_TYPE = 1024  # stride (and channel multiplier) of a fabric row [4, 8, 16, 32]
 MAX_FABRIC_ROWS = 6  # scales of a fabric [4]
 MAX_FABRIC_LAYERS = 64  # layer index of a cell [depth 6-8]
-MAX_FABRIC_CELLS = 256  # cells of one fabric [<= 20]
-MAX_HIDDEN_STATES = 8  # hidden states (nodes) of a cell [1-4]
-MAX_INPUT_NODES = 4  # input nodes of a cell [1-2]
+MAX_FABRIC_CELLS = 64  # cells of one fabric [<= 20]
+MAX_HIDDEN_STATES = 4  # hidden states (nodes) of a cell [1-2; DARTS: 4]
+MAX_INPUT_NODES = 3  # input nodes of a cell [1-2]
 MAX_VECTOR_DIM = 64  # D of the vector-in-pixel head [8]
+MAX_FABRIC_OPS = 1024  # kept ops over all fabrics of a genotype, one module each [configs' supernets: <= 120]
 MAX_TOPK = 64  # prune settings ops_topk / beta_topk recorded in the search record [1-8]
 
 # HR-NAS supernet
-MAX_HR_BRANCHES = 6  # parallel branches [4]
-MAX_HR_STAGES = 8  # stages [4-5]
-MAX_HR_BLOCKS = 16  # blocks per branch in one stage [1-4]
+MAX_HR_BRANCHES = 4  # parallel branches, strides 4 to 32 [4]
+MAX_HR_STAGES = 6  # stages [4-5]
+MAX_HR_BLOCKS = 6  # blocks per branch in one stage [1-4]
 MAX_KERNEL = 15  # depthwise kernel side [3, 5, 7]
-MAX_KERNEL_PATHS = 8  # kernel paths of one block [3]
+MAX_KERNEL_PATHS = 4  # kernel paths of one block [3]
 MAX_TOKENS = 256  # transformer tokens of one block [16]
 MAX_TOKEN_GRID = 32  # side G of the token map (token dim G^2, attention cost ~G^4) [8]
 MAX_HRT_WINDOW = 32  # side of an HRT attention window [7]

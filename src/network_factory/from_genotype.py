@@ -38,8 +38,8 @@ def check_size(model: nn.Module) -> None:
     total = count_params(model)
     if total > MAX_PARAMS:
         field, n = max(((f, count_params(m)) for f, m in model.genotype_sections().items()), key=lambda fn: fn[1])
-        raise FieldError(field, f"builds {n / 1e6:.1f}M parameters (network {total / 1e6:.1f}M), above the limit "
-                         f"of {MAX_PARAMS / 1e6:.0f}M (limits.MAX_PARAMS)")
+        raise FieldError(field, f"builds {n:,} parameters (network {total:,}), above the limit of {MAX_PARAMS:,} "
+                         "(limits.MAX_PARAMS)")
 
 
 def build_from_genotype(cfg, g: Union[Genotype, dict]) -> nn.Module:
