@@ -71,15 +71,15 @@ def _derive_with_logits(cfg, supernet_ckpt, draw, path):
     return path
 
 
-def candidates_of_seed(cfg, opts, seed, n_random, tol, max_draws, out, bar):
+def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar):
     """[(kind, name, genotype path)] for one seed: searched, none, and the FLOPs-matched random ones."""
     sdir = out / f"seed{seed}"
     search_dir = sdir / "search"
     if not (search_dir / "genotype.json").is_file():
         bar.set_description(f"seed {seed}: search")
         sdir.mkdir(parents=True, exist_ok=True)
-        _run(["train.py", "--cfg", cfg.cfg_file, *opts, "SEED", seed, "OUTPUT_DIR", search_dir], sdir / "search.log")
-    scfg = load_config(cfg.cfg_file, list(opts) + ["SEED", str(seed)])
+        _run(["train.py", "--cfg", cfg_file, *opts, "SEED", seed, "OUTPUT_DIR", search_dir], sdir / "search.log")
+    scfg = load_config(cfg_file, list(opts) + ["SEED", str(seed)])
     ckpt = search_dir / "last.pth"
     found = [("searched", "searched", search_dir / "genotype.json")]
     none_path = sdir / "none.json"
@@ -89,7 +89,7 @@ def candidates_of_seed(cfg, opts, seed, n_random, tol, max_draws, out, bar):
     _, target = _size(scfg, search_dir / "genotype.json")
     draws = sorted(sdir.glob("random_*.json"))
     accepted = [p for p in draws if abs(_size(scfg, p)[1] / target - 1) <= tol]
-    state_path = sdir / "random_draws.json"
+    state_path = sdir / "draws.json"
     tried = json.loads(state_path.read_text())["tried"] if state_path.is_file() else 0
     while len(accepted) < n_random and tried < max_draws:
         bar.set_description(f"seed {seed}: random draw {tried}")
@@ -171,8 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="output/search_vs_random")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = p.parse_args(argv)
-    cfg = load_config(args.cfg, args.opts)  # checks the config and the overrides up front
-    cfg.cfg_file = args.cfg
+    load_config(args.cfg, args.opts)  # checks the config and the overrides up front
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
@@ -181,7 +180,7 @@ def main(argv=None) -> int:
     bar = tqdm(total=len(args.seeds) * (args.random + 2), desc="search vs random")
     shortfalls = []
     for seed in args.seeds:
-        found, tried = candidates_of_seed(cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar)
+        found, tried = candidates_of_seed(args.cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar)
         if len(found) - 2 < args.random:
             shortfalls.append(f"seed {seed}: only {len(found) - 2} of {tried} random draws within "
                               f"+-{args.flops_tol:.0%} FLOPs")
