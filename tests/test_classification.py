@@ -175,7 +175,7 @@ def test_make_synthetic_imagefolder_tool(tmp_path, capsys):
 
 
 def test_criterion_and_topk_evaluation(tmp_path):
-    cfg = load_config("", ["TASK", "classification", "DATASET.LABEL_SMOOTHING", "0.1"])
+    cfg = load_config("", ["TASK", "classification", "LOSS.LABEL_SMOOTHING", "0.1"])
     task = ClassificationTask(cfg)
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
     labels = torch.tensor([0, 2])

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from src.config.defaults import get_default_config
-from src.config.loader import ConfigError, load_config
+from src.config.loader import RENAMED, ConfigError, load_config, save_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +66,65 @@ def test_defaults_are_fresh_copies():
     a = get_default_config()
     a.TRAIN.LR = 5.0
     assert get_default_config().TRAIN.LR != 5.0
+
+
+OLD_YAML = """\
+DATASET:
+  LABEL_SMOOTHING: 0.2
+PRUNE:
+  OPS_TOPK: 2
+  BETA_THRESHOLD: 0.34
+  METHOD: slimming
+  INTERVAL: 3
+"""
+
+
+def test_old_yaml_and_overrides_load_into_the_new_keys_with_one_note_each(tmp_path, capsys):
+    f = tmp_path / "old.yaml"
+    f.write_text(OLD_YAML)
+    cfg = load_config(str(f), ["PRUNE.OPS_TOPK", "3", "PRUNE.SELECTION", "perturbation", "PRUNE.RHO", "0.5"])
+    assert cfg.DERIVE.OPS_TOPK == 3 and cfg.DERIVE.BETA_THRESHOLD == 0.34 and cfg.DERIVE.SELECTION == "perturbation"
+    assert cfg.SLIM.METHOD == "slimming" and cfg.SLIM.INTERVAL == 3 and cfg.SLIM.RHO == 0.5
+    assert cfg.LOSS.LABEL_SMOOTHING == 0.2 and cfg.CONFIG_VERSION == 2
+    assert "PRUNE" not in cfg and "LABEL_SMOOTHING" not in cfg.DATASET
+    lines = capsys.readouterr().err.splitlines()
+    renamed = ["DATASET.LABEL_SMOOTHING", "PRUNE.OPS_TOPK", "PRUNE.BETA_THRESHOLD", "PRUNE.METHOD", "PRUNE.INTERVAL",
+               "PRUNE.SELECTION", "PRUNE.RHO"]
+    assert len(lines) == len(renamed)  # OPS_TOPK is in the file and an override: still one note
+    for old, line in zip(sorted(renamed), sorted(lines)):
+        assert line.startswith(f"note: config key {old} is now {RENAMED[old]} ")
+    # the saved config is of the current version and loads without notes
+    save_config(cfg, str(tmp_path / "saved.yaml"))
+    again = load_config(str(tmp_path / "saved.yaml"))
+    assert again == cfg and capsys.readouterr().err == ""
+
+
+def test_every_renamed_key_exists_under_its_new_name():
+    defaults = get_default_config()
+    for old, new in RENAMED.items():
+        section, key = new.split(".")
+        assert key in defaults[section], new
+        assert old.split(".")[0] not in defaults or old.split(".")[1] not in defaults[old.split(".")[0]], old
+
+
+@pytest.mark.parametrize("yaml_text, opts, match", [
+    ("PRUNE:\n  OPS_TOPK: 2\n  NOT_A_KEY: 1\n", [], r"PRUNE\.NOT_A_KEY"),  # a renamed key does not hide the rest
+    ("", ["PRUNE.NOT_A_KEY", "1"], r"PRUNE\.NOT_A_KEY"),
+    ("CONFIG_VERSION: 2\nPRUNE:\n  OPS_TOPK: 2\n", [], r"PRUNE\.OPS_TOPK.*DERIVE\.OPS_TOPK"),  # v2 files use new names
+    ("PRUNE:\n  OPS_TOPK: 2\nDERIVE:\n  OPS_TOPK: 3\n", [], r"PRUNE\.OPS_TOPK.*DERIVE\.OPS_TOPK"),  # both names
+    ("CONFIG_VERSION: 3\n", [], "CONFIG_VERSION"),
+    ("", ["CONFIG_VERSION", "1"], "CONFIG_VERSION"),
+])
+def test_unknown_and_conflicting_keys_still_fail(tmp_path, capsys, yaml_text, opts, match):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(str(f), opts)
+    assert capsys.readouterr().err == ""  # no notes before an error
+
+
+def test_cli_old_override_with_an_unknown_key_exits_2_with_one_line():
+    proc = subprocess.run([sys.executable, "train.py", "--cfg", "configs/synthetic_baseline.yaml", "PRUNE.OPS_TOPK", "2",
+                           "PRUNE.NOT_A_KEY", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown config key 'PRUNE.NOT_A_KEY'"

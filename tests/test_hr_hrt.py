@@ -9,7 +9,7 @@ from src.architecture.hr_genotype import parse_hr_supernet
 from src.architecture.hr_supernet import HRSupernet
 from src.architecture.hrt_block import HRTBlock, default_num_heads
 from src.network_factory.registry import build_model
-from src.search.slimming import Slimmer
+from src.search.slimming import build_slimmer
 from src.utils.flops import count_flops, count_params
 from tests.test_hr_supernet import tiny_cfg
 from tests.test_slimming import STAGES, randomize_bn, slim_cfg
@@ -57,7 +57,7 @@ def test_hrt_blocks_placed_on_matching_parallel_blocks_and_train():
 
 def test_slimmer_finds_ffn_channel_gates_with_their_flops_cost():
     net = hrt_net()
-    slimmer = Slimmer(slim_cfg(), net)
+    slimmer = build_slimmer(slim_cfg(), net)
     groups = {g.name: g for g in slimmer.groups}
     group = groups["stages.4.parallel.2.0.hrt.ffn"]
     assert group.kind == "channel" and group.gate is ffn_gate(net, "stages.4.parallel.2.0") and group.size == 48
@@ -79,7 +79,7 @@ def test_half_dead_ffn_shrinks_exactly_with_fewer_params_and_flops():
     x = torch.randn(2, 3, 64, 48)
     sum(o.square().mean() for o in net.train()(x)).backward()
     opt.step()
-    slimmer = Slimmer(slim_cfg(), net)
+    slimmer = build_slimmer(slim_cfg(), net)
     dead = torch.arange(0, 48, 2)
     with torch.no_grad():
         ffn_gate(net, name)[dead] = 0
@@ -119,7 +119,7 @@ def test_dead_ffn_disappears_attention_stays_and_genotype_rebuilds_it():
     x = torch.randn(1, 3, 64, 48)
     masked = net.eval()(x)
     params = count_params(net)
-    Slimmer(slim_cfg(), net).shrink()
+    build_slimmer(slim_cfg(), net).shrink()
     block = dict(net.named_blocks())["stages.4.parallel.0.0"]
     assert block.hrt is not None and block.hrt.ffn is None and block.hrt.norm2 is None and not block.inert
     assert block.hrt.folded_bias.abs().sum() > 0

@@ -103,7 +103,7 @@ def test_prune_removes_cells_and_ops_and_saves_params_and_flops():
 
 
 def test_prune_from_cfg_uses_the_prune_settings_and_logs_the_report():
-    cfg = tiny_cfg(**{"PRUNE.OPS_TOPK": 2, "PRUNE.BETA_THRESHOLD": 0.0, "PRUNE.BETA_TOPK": 3})
+    cfg = tiny_cfg(**{"DERIVE.OPS_TOPK": 2, "DERIVE.BETA_THRESHOLD": 0.0, "DERIVE.BETA_TOPK": 3})
     lines = []
     derived, g = prune_from_cfg(cfg, searched(cfg), lines.append)
     assert all(len(ops) == 2 and "zero" not in ops for p in derived.parts for c in p.fabric.cells.values()
@@ -244,7 +244,7 @@ def test_hr_section_rebuilds_hr_backbones_and_models(opts, hr_format):
 
 def test_export_genotype_tool_writes_the_prune_genotype(tmp_path):
     from tools.export_genotype import main
-    cfg = tiny_cfg(**{"PRUNE.BETA_THRESHOLD": 0.3})
+    cfg = tiny_cfg(**{"DERIVE.BETA_THRESHOLD": 0.3})
     model = searched(cfg, seed=3)
     torch.save({"model": model.state_dict()}, tmp_path / "last.pth")
     save_config(cfg, str(tmp_path / "config.yaml"))

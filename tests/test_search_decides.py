@@ -163,8 +163,8 @@ def test_search_ends_with_a_perturbation_derived_genotype_and_logs_entropy(tiny_
     from src.network_factory.registry import build_model
     out = tmp_path / "search"
     cfg = load_config(str(ROOT / "configs/synthetic_search_demo.yaml"), tiny_train_opts(
-        tiny_synthetic, out, **{"SEARCH.STRATEGY": "first_order_gradient", "PRUNE.SELECTION": "perturbation",
-                                "PRUNE.PERTURB_BATCHES": 1, "SEARCH.EIGEN_EVERY": 1, "SEARCH.EIGEN_ITERS": 3,
+        tiny_synthetic, out, **{"SEARCH.STRATEGY": "first_order_gradient", "DERIVE.SELECTION": "perturbation",
+                                "DERIVE.PERTURB_BATCHES": 1, "SEARCH.EIGEN_EVERY": 1, "SEARCH.EIGEN_ITERS": 3,
                                 "TRAIN.EPOCHS": 1, "MODEL.FABRIC.FACTOR": 2}))
     seed_all(cfg.SEED)
     Trainer(cfg, build_model(cfg)).fit()

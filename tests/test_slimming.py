@@ -12,18 +12,18 @@ from src.architecture.hr_supernet import HRSupernet
 from src.architecture.inverted_residual import InvertedResidual
 from src.architecture.shrink import Surgery, shrink_block
 from src.network_factory.registry import build_model
-from src.search.slimming import Slimmer, build_slimmer
+from src.search.slimming import build_slimmer
 from src.utils.flops import count_flops
 from tests.test_hr_supernet import tiny_cfg
 
 STAGES = [[1], [1, 1], [1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]]
 
 
-def slim_cfg(**prune):
+def slim_cfg(**slim):
     cfg = tiny_cfg(STAGE_BLOCKS=STAGES)
-    cfg.PRUNE.METHOD, cfg.PRUNE.WARMUP_EPOCHS, cfg.PRUNE.RHO = "slimming", 0.0, 1e-3
-    for k, v in prune.items():
-        cfg.PRUNE[k] = v
+    cfg.SLIM.METHOD, cfg.SLIM.WARMUP_EPOCHS, cfg.SLIM.RHO = "slimming", 0.0, 1e-3
+    for k, v in slim.items():
+        cfg.SLIM[k] = v
     return cfg
 
 
@@ -111,7 +111,7 @@ def test_shrink_keeps_optimizer_state_aligned(make_opt):
     shrunk = copy.deepcopy(net)
     shrunk_opt = make_opt(shrunk.parameters())
     shrunk_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # load_state_dict shares tensors
-    stats = Slimmer(slim_cfg(), shrunk).shrink(shrunk_opt)
+    stats = build_slimmer(slim_cfg(), shrunk).shrink(shrunk_opt)
     assert stats["channel_units_removed"] == 3 + 16 + 2 and stats["token_units_removed"] == 2
     assert sum(p.numel() for p in shrunk.parameters()) < sum(p.numel() for p in net.parameters())
     assert len(shrunk_opt.param_groups[0]["params"]) == len(list(shrunk.parameters()))
@@ -136,7 +136,7 @@ def test_shrink_keeps_optimizer_state_aligned(make_opt):
 
 def test_token_removal_reduces_flops_by_the_predicted_amount():
     net = tiny_net(transformer_blocks=["stages.4.parallel.*"], tokens=6)
-    slimmer = Slimmer(slim_cfg(), net)
+    slimmer = build_slimmer(slim_cfg(), net)
     before = flops(net)
     assert slimmer.flops == before
     t2 = dict(net.named_blocks())["stages.4.parallel.2.0"].transformer
@@ -157,7 +157,7 @@ def test_token_removal_reduces_flops_by_the_predicted_amount():
 
 def test_dropped_path_skip_block_and_dead_branch():
     net = tiny_net(transformer_blocks=["stages.4.parallel.3.*"], tokens=3)
-    slimmer = Slimmer(slim_cfg(), net)
+    slimmer = build_slimmer(slim_cfg(), net)
     zero_gates(net, "stages.1.parallel.0.0", {1: list(range(8))})  # the 5x5 path dies
     zero_gates(net, "stages.2.parallel.1.0")  # every path dies: the block becomes its skip
     branch3 = [n for n, _ in net.named_blocks() if "parallel.3." in n or n.endswith("_3") or "edges.3_" in n]
@@ -201,7 +201,7 @@ def test_flops_target_run_ends_near_the_target():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert max(rhos) > 5 * cfg.PRUNE.RHO  # rho rose while the projection was above the target ...
+    assert max(rhos) > 5 * cfg.SLIM.RHO  # rho rose while the projection was above the target ...
     assert rhos[-1] < max(rhos) / 2  # ... and fell once it was below
     stats = slimmer.maybe_shrink(cfg.TRAIN.EPOCHS - 1, opt)
     measured = flops(model)
@@ -225,8 +225,8 @@ def test_penalty_rho_schedule_and_method_switch():
     w = {g.name: wt for g, wt in zip(slimmer.groups, slimmer.weights)}
     assert w["stages.4.parallel.0.0.paths.2"] > w["stages.4.parallel.0.0.paths.0"] > w["stages.4.parallel.3.0.paths.0"]
     assert slimmer.maybe_shrink(0) is None  # INTERVAL 2, nothing below threshold either
-    cfg.PRUNE.METHOD = "none"
+    cfg.SLIM.METHOD = "none"
     assert build_slimmer(cfg, net) is None
-    cfg.PRUNE.METHOD = "magic"
-    with pytest.raises(ValueError, match="PRUNE.METHOD"):
+    cfg.SLIM.METHOD = "magic"
+    with pytest.raises(ValueError, match="SLIM.METHOD"):
         build_slimmer(cfg, net)

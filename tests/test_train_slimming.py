@@ -8,8 +8,8 @@ from tests.conftest import ROOT, tiny_train_opts
 
 CFG = str(ROOT / "configs/synthetic_hrnas_dense.yaml")
 TINY_HR = {"MODEL.HR.STEM_CHANNELS": 8, "MODEL.HR.WIDTHS": "[4, 8, 12, 16]", "MODEL.HR.LAST_CHANNEL": 8,
-           "MODEL.HR.TRANSFORMER_TOKENS": 4, "PRUNE.INTERVAL": 1, "PRUNE.WARMUP_EPOCHS": 0.0,
-           "PRUNE.THRESHOLD": 0.05, "PRUNE.TARGET_FLOPS": 0.0, "MODEL.HR.GATE_INIT": 0.1, "TRAIN.EPOCHS": 2}
+           "MODEL.HR.TRANSFORMER_TOKENS": 4, "SLIM.INTERVAL": 1, "SLIM.WARMUP_EPOCHS": 0.0,
+           "SLIM.THRESHOLD": 0.05, "SLIM.TARGET_FLOPS": 0.0, "MODEL.HR.GATE_INIT": 0.1, "TRAIN.EPOCHS": 2}
 
 
 def make(root, out, resume=False, **extra):
@@ -38,8 +38,8 @@ def test_slimming_shrinks_during_training_and_resumes_the_shrunk_network(tiny_sy
 
 def test_flops_target_run_on_the_synthetic_set_ends_within_10_percent(tiny_synthetic, tmp_path):
     trainer = make(tiny_synthetic, tmp_path / "target", **{
-        "PRUNE.TARGET_FLOPS": 0.6, "PRUNE.RHO": 1e-3, "PRUNE.RHO_GAIN": 0.3, "PRUNE.THRESHOLD": 1e-2,
-        "PRUNE.INTERVAL": 5, "TRAIN.EPOCHS": 10, "TRAIN.MAX_ITERS_PER_EPOCH": 4, "TRAIN.LR": 1e-2,
+        "SLIM.TARGET_FLOPS": 0.6, "SLIM.RHO": 1e-3, "SLIM.RHO_GAIN": 0.3, "SLIM.THRESHOLD": 1e-2,
+        "SLIM.INTERVAL": 5, "TRAIN.EPOCHS": 10, "TRAIN.MAX_ITERS_PER_EPOCH": 4, "TRAIN.LR": 1e-2,
         "TRAIN.EVAL_INTERVAL": 100})
     trainer.fit()
     slimmer = trainer.slimmer

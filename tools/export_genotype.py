@@ -1,4 +1,4 @@
-"""Write the genotype JSON of a search checkpoint (prune with the config's PRUNE.* settings).
+"""Write the genotype JSON of a search checkpoint (prune with the config's DERIVE.* settings).
 
     python tools/export_genotype.py --cfg CFG --ckpt OUTPUT_DIR/last.pth --out genotype.json [KEY VALUE ...]
 
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", required=True, help="the search's config YAML")
     p.add_argument("--ckpt", required=True, help="supernet checkpoint (e.g. OUTPUT_DIR/last.pth)")
     p.add_argument("--out", default="genotype.json", help="genotype JSON to write")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (e.g. PRUNE.OPS_TOPK 2)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (e.g. DERIVE.OPS_TOPK 2)")
     args = p.parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
     _, genotype = genotype_from_checkpoint(cfg, args.ckpt)

@@ -3,7 +3,7 @@
     python tools/render_fabric.py --cfg CFG --ckpt CKPT --out fabric.svg [--view supernet|derived] [KEY VALUE ...]
     python tools/render_fabric.py --genotype genotype.json --out fabric.png [--view supernet|derived]
 
-A checkpoint is pruned with the config's PRUNE.* settings first. Without graphviz's `dot` the `.dot` source
+A checkpoint is pruned with the config's DERIVE.* settings first. Without graphviz's `dot` the `.dot` source
 is written instead, with the command that renders it.
 """
 import argparse

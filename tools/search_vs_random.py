@@ -6,8 +6,8 @@
 For every seed:
 1. `searched`: train.py --cfg CFG SEED s (the config's strategy), which ends with Prune -> genotype.json;
 2. `none`: the uniform derivation: the searched supernet's weights with every arch logit 0, derived with the
-   same PRUNE settings (with magnitude selection this is what a search that learned nothing would pick);
-3. `random`: arch logits drawn as N(0, 1) (generator seeded by seed and draw), derived with the same PRUNE
+   same DERIVE settings (with magnitude selection this is what a search that learned nothing would pick);
+3. `random`: arch logits drawn as N(0, 1) (generator seeded by seed and draw), derived with the same DERIVE
    settings, accepted when the derived FLOPs are within +-flops-tol of the searched fabric's (rejection
    sampling over at most --max-draws draws; a shortfall is reported, never filled with unmatched draws);
 4. every candidate is retrained with one recipe: train.py --genotype G SEED s SEARCH.STRATEGY none

@@ -1,6 +1,6 @@
 """Derive the searched architecture: keep the chosen cells, inputs and ops of every searchable fabric.
 
-Rule (config PRUNE.OPS_TOPK / BETA_THRESHOLD / BETA_TOPK):
+Rule (config DERIVE.OPS_TOPK / BETA_THRESHOLD / BETA_TOPK):
 - ops: each edge keeps its `ops_topk` ops of largest softmaxed alpha; `zero` is never kept (it adds nothing).
 - cells: walking back from each fabric's output cells, a kept cell keeps an input when its softmaxed beta
   is above `beta_threshold` or among its `beta_topk` largest (at least the largest); the cells read through
@@ -62,7 +62,7 @@ def derive_spec(fabric: Fabric, prune_cells: bool = True, prune_operations: bool
                 ) -> Tuple[FabricSpec, FabricRecord]:
     """The derived spec of a fabric (with its fixed mixing weights) and the search record it came from.
     `scores` (betas, alphas shaped like `fabric_weights`) rank the inputs and ops instead of the softmaxed
-    values (PRUNE.SELECTION perturbation, src/search/selection.py); the mixing weights stay the softmax."""
+    values (DERIVE.SELECTION perturbation, src/search/selection.py); the mixing weights stay the softmax."""
     spec = fabric.spec
     betas, alphas = fabric_weights(fabric)
     rank_b, rank_a = scores if scores is not None else (betas, alphas)
@@ -109,7 +109,7 @@ def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = T
     input size at which the savings in FLOPs are measured; the report goes to `log_fn` (default: logging).
     `scores` {fabric path: (betas, alphas)} rank inputs and ops instead of the softmaxed values."""
     if ops_topk < 1:
-        raise ValueError(f"PRUNE.OPS_TOPK must be >= 1, got {ops_topk}")
+        raise ValueError(f"DERIVE.OPS_TOPK must be >= 1, got {ops_topk}")
     core = unwrap(model)
     derived = copy.deepcopy(core)
     records = {}
@@ -137,8 +137,8 @@ def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = T
 
 def prune_from_cfg(cfg, model: nn.Module, log_fn: Optional[Callable[[str], None]] = None,
                    scores: Optional[Dict[str, tuple]] = None) -> Tuple[nn.Module, Genotype]:
-    """`Prune` with the PRUNE.* settings of the config (`scores`: see `Prune`)."""
-    p = cfg.PRUNE
+    """`Prune` with the DERIVE.* settings of the config (`scores`: see `Prune`)."""
+    p = cfg.DERIVE
     return Prune(model, ops_topk=p.OPS_TOPK, beta_threshold=p.BETA_THRESHOLD, beta_topk=p.BETA_TOPK, cfg=cfg,
                  scores=scores, log_fn=log_fn)
 

@@ -1,13 +1,18 @@
 """The single yacs tree of FabricNAS. Every key is commented; configs in `configs/` override it.
 
 Sections: run-level keys, DATASET, MODEL (with FABRIC, PARTS, HR, HRT sub-nodes), LOSS, TRAIN, SEARCH,
-PRUNE, TEST, DIST. Add a key here (with a comment) before any code reads it.
+DERIVE (searched supernet -> genotype), SLIM (HR-NAS slimming during training), TEST, DIST. Add a key here (with a
+comment) before any code reads it. To rename a key, add old -> new to `RENAMED` in src/config/loader.py (old YAML
+files and overrides keep loading, with a note) and bump CONFIG_VERSION.
 """
 from yacs.config import CfgNode as CN
+
+CONFIG_VERSION = 2  # bumped when keys are renamed (see RENAMED in src/config/loader.py)
 
 _C = CN()
 
 # ---------------------------------------------------------------- run
+_C.CONFIG_VERSION = CONFIG_VERSION  # layout of this tree; 1 (or absent) = PRUNE.* and DATASET.LABEL_SMOOTHING, renamed on load
 _C.OUTPUT_DIR = "output/run"  # every file of a run is written below this directory
 _C.SEED = 0  # seeds python, numpy and torch; also the bilevel split and `random` arch draw
 _C.WORKERS = 0  # DataLoader worker processes (0 = load in the main process)
@@ -38,7 +43,6 @@ _C.DATASET.AUG_HALF_BODY_PROB = 0.0  # probability of a half-body crop (0 disabl
 _C.DATASET.NUM_CLASSES = 1000  # classification: number of classes
 _C.DATASET.ZIP_FILE = ""  # classification: zip archive of images (with MAP_FILE) instead of folders; "{split}" -> train/val, relative to ROOT unless absolute
 _C.DATASET.MAP_FILE = ""  # classification: text file "path/in/zip.jpg<TAB>label" for ZIP_FILE; "{split}" -> train/val, relative to ROOT unless absolute
-_C.DATASET.LABEL_SMOOTHING = 0.1  # classification: label-smoothing factor of the cross entropy
 _C.DATASET.CROP_SCALE = [0.08, 1.0]  # classification training: area range of the random resized crop
 _C.DATASET.CROP_PCT = 0.875  # classification val: resize the short side to size / CROP_PCT, then centre crop
 _C.DATASET.SYNTHETIC_IMAGE_SIZE = 64  # synthetic_imagefolder: side of the generated square images (pixels)
@@ -80,7 +84,7 @@ _C.MODEL.HR.WIDTHS = [18, 36, 72, 144]  # fixed width of branch b (stride 4 * 2^
 _C.MODEL.HR.STAGE_BLOCKS = [[1], [2, 2], [2, 2, 3], [2, 2, 3, 4], [2, 2, 3, 4]]  # per stage: parallel blocks per branch (a stage keeps or adds one branch)
 _C.MODEL.HR.KERNEL_SIZES = [3, 5, 7]  # depthwise kernel of each path of every searchable block
 _C.MODEL.HR.EXPAND_RATIO = 4.0  # hidden channels of each path = EXPAND_RATIO x block input width
-_C.MODEL.HR.GATE_INIT = 1.0  # initial gates (depthwise-BN scales, token gates); Adam moves them ~LR per step, so a small value (0.1) lets slimming reach PRUNE.THRESHOLD in short runs
+_C.MODEL.HR.GATE_INIT = 1.0  # initial gates (depthwise-BN scales, token gates); Adam moves them ~LR per step, so a small value (0.1) lets slimming reach SLIM.THRESHOLD in short runs
 _C.MODEL.HR.TRANSFORMER_BLOCKS = []  # fnmatch patterns of block names carrying a token transformer, e.g. ["stages.4.parallel.*"]
 _C.MODEL.HR.TRANSFORMER_TOKENS = 16  # tokens of each transformer (pruned by their gates)
 _C.MODEL.HR.TRANSFORMER_GRID = 8  # feature maps are resized to GRID x GRID; token dim = GRID^2
@@ -104,6 +108,7 @@ _C.MODEL.HRT.HEAD_FINAL_CHANNELS = 2048  # classification head: width of the las
 # ---------------------------------------------------------------- loss
 _C.LOSS = CN()
 _C.LOSS.USE_TARGET_WEIGHT = True  # weight each joint's heatmap MSE by its visibility weight
+_C.LOSS.LABEL_SMOOTHING = 0.1  # classification: label-smoothing factor of the cross entropy
 
 # ---------------------------------------------------------------- train
 _C.TRAIN = CN()
@@ -136,20 +141,23 @@ _C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch l
 _C.SEARCH.EIGEN_ITERS = 10  # collapse monitor: power iterations (Hessian-vector products) per estimate
 _C.SEARCH.EIGEN_STOP_FACTOR = 0.0  # collapse monitor: stop the search when |eigenvalue| > this x the first estimate (0 = never)
 
-# ---------------------------------------------------------------- prune / derive
-_C.PRUNE = CN()
-_C.PRUNE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
-_C.PRUNE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
-_C.PRUNE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
-_C.PRUNE.SELECTION = "magnitude"  # rank ops / inputs by "magnitude" (softmaxed alpha/beta) or "perturbation" (loss increase on the arch split when each is masked; Wang et al. 2021)
-_C.PRUNE.PERTURB_BATCHES = 4  # perturbation: arch-split batches (TRAIN.BATCH_SIZE persons each, fixed by SEED) the loss is measured on
-_C.PRUNE.METHOD = "none"  # "none" or "slimming" (HR-NAS: FLOPs-weighted L1 on gates + periodic physical shrinking)
-_C.PRUNE.RHO = 1e-6  # slimming: loss += rho(t) * sum_g (FLOPs of one unit of g / mean) * |gate_g|_1 (HR-NAS COCO: 1e-6)
-_C.PRUNE.WARMUP_EPOCHS = 2.0  # slimming: rho ramps linearly from 0 to RHO over these (fractional) epochs
-_C.PRUNE.THRESHOLD = 1e-3  # slimming: channels/tokens/heads whose |gate| is below this are removed at a shrink
-_C.PRUNE.INTERVAL = 2  # slimming: shrink after every INTERVAL epochs (and after the last epoch)
-_C.PRUNE.TARGET_FLOPS = 0.0  # slimming: 0 = off; else rho adapts until the projected FLOPs reach it (<= 1: fraction of the supernet's, > 1: FLOPs at MODEL.INPUT_SIZE) and a shrink stops there
-_C.PRUNE.RHO_GAIN = 0.05  # slimming with TARGET_FLOPS: per update_rho, rho *= exp(RHO_GAIN * clip(projected/target - 1, -1, 1)), within [1e-3, 1e3] x RHO
+# ---------------------------------------------------------------- derive (searched supernet -> genotype)
+_C.DERIVE = CN()
+_C.DERIVE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
+_C.DERIVE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
+_C.DERIVE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
+_C.DERIVE.SELECTION = "magnitude"  # rank ops / inputs by "magnitude" (softmaxed alpha/beta) or "perturbation" (loss increase on the arch split when each is masked; Wang et al. 2021)
+_C.DERIVE.PERTURB_BATCHES = 4  # perturbation: arch-split batches (TRAIN.BATCH_SIZE persons each, fixed by SEED) the loss is measured on
+
+# ---------------------------------------------------------------- slim (HR-NAS network slimming)
+_C.SLIM = CN()
+_C.SLIM.METHOD = "none"  # "none" or "slimming" (HR-NAS: FLOPs-weighted L1 on gates + periodic physical shrinking)
+_C.SLIM.RHO = 1e-6  # loss += rho(t) * sum_g (FLOPs of one unit of g / mean) * |gate_g|_1 (HR-NAS COCO: 1e-6)
+_C.SLIM.WARMUP_EPOCHS = 2.0  # rho ramps linearly from 0 to RHO over these (fractional) epochs
+_C.SLIM.THRESHOLD = 1e-3  # channels/tokens/heads whose |gate| is below this are removed at a shrink
+_C.SLIM.INTERVAL = 2  # shrink after every INTERVAL epochs (and after the last epoch)
+_C.SLIM.TARGET_FLOPS = 0.0  # 0 = off; else rho adapts until the projected FLOPs reach it (<= 1: fraction of the supernet's, > 1: FLOPs at MODEL.INPUT_SIZE) and a shrink stops there
+_C.SLIM.RHO_GAIN = 0.05  # with TARGET_FLOPS: per update_rho, rho *= exp(RHO_GAIN * clip(projected/target - 1, -1, 1)), within [1e-3, 1e3] x RHO
 
 # ---------------------------------------------------------------- test
 _C.TEST = CN()

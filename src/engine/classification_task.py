@@ -56,7 +56,7 @@ class ClassificationTask:
         return dataset
 
     def criterion(self, output, batch):
-        return F.cross_entropy(output, batch["label"], label_smoothing=self.cfg.DATASET.LABEL_SMOOTHING)
+        return F.cross_entropy(output, batch["label"], label_smoothing=self.cfg.LOSS.LABEL_SMOOTHING)
 
     @torch.no_grad()
     def evaluate(self, model, dataset, out_dir, batch_size, device) -> dict:

@@ -3,7 +3,7 @@
 | hook               | does                                                                                 |
 |--------------------|--------------------------------------------------------------------------------------|
 | `TimeBudgetHook`   | TRAIN.TIME_BUDGET_MIN > 0: asks the trainer to stop once the budget is used (option) |
-| `SlimmingHook`     | HR-NAS slimming: rho(t) before every step, physical shrink at PRUNE.INTERVAL / end   |
+| `SlimmingHook`     | HR-NAS slimming: rho(t) before every step, physical shrink at SLIM.INTERVAL / end    |
 | `ArchMonitorHook`  | at every arch step: softmaxed alpha/beta and their mean normalised entropy to        |
 |                    | arch_values.csv / TensorBoard; every SEARCH.EIGEN_EVERY arch steps the dominant      |
 |                    | Hessian eigenvalue (collapse monitor, optional early stop); --show_arch_value tables |
@@ -63,7 +63,7 @@ class TimeBudgetHook(HookBase):
 
 
 class SlimmingHook(HookBase):
-    """rho(t) before every step; shrink every PRUNE.INTERVAL epochs and after the last one, then re-wrap DDP
+    """rho(t) before every step; shrink every SLIM.INTERVAL epochs and after the last one, then re-wrap DDP
     and re-bind the strategy. A shrunk network's genotype goes into every checkpoint (resume rebuilds it)."""
 
     def __init__(self, trainer):

@@ -1,7 +1,7 @@
 """What a search run leaves behind: the derived architecture and pictures of how it was chosen.
 
-`export_search_results(cfg, model, out_dir)` prunes the searched model with the PRUNE.* settings (ranking
-by PRUNE.SELECTION: magnitude, or perturbation on batches of the arch split) and writes
+`export_search_results(cfg, model, out_dir)` prunes the searched model with the DERIVE.* settings (ranking
+by DERIVE.SELECTION: magnitude, or perturbation on batches of the arch split) and writes
 `genotype.json` (first, so nothing else can lose it), `fabric.svg` / `fabric.png` (derived view),
 `fabric_supernet.svg`, `arch_values.png` (from the run's `arch_values.csv`, when there is one) and logs
 the prune report and a supernet-versus-derived comparison (params, FLOPs, CPU latency).
@@ -38,22 +38,22 @@ def arch_split_batches(cfg, task, count: int, device) -> List[dict]:
 
 
 def selection_scores(cfg, model: nn.Module, log_fn: Callable[[str], None] = print) -> Optional[dict]:
-    """None for PRUNE.SELECTION magnitude; perturbation: the scores of src/search/selection.py."""
-    method = cfg.PRUNE.SELECTION
+    """None for DERIVE.SELECTION magnitude; perturbation: the scores of src/search/selection.py."""
+    method = cfg.DERIVE.SELECTION
     if method == "magnitude":
         return None
     if method != "perturbation":
-        raise ValueError(f"unknown PRUNE.SELECTION '{method}' (magnitude, perturbation)")
+        raise ValueError(f"unknown DERIVE.SELECTION '{method}' (magnitude, perturbation)")
     core = unwrap(model)
     task = build_task(cfg)
     ref = next(core.parameters())
-    batches = arch_split_batches(cfg, task, cfg.PRUNE.PERTURB_BATCHES, ref.device)
+    batches = arch_split_batches(cfg, task, cfg.DERIVE.PERTURB_BATCHES, ref.device)
     log_fn(f"perturbation selection on {len(batches)} arch-split batches")
     return perturbation_scores(core, task.criterion, batches)
 
 
 def derive(cfg, model: nn.Module, log_fn: Callable[[str], None] = print):
-    """(derived model, genotype): Prune with the PRUNE.* settings and PRUNE.SELECTION."""
+    """(derived model, genotype): Prune with the DERIVE.* settings and DERIVE.SELECTION."""
     return prune_from_cfg(cfg, model, log_fn, scores=selection_scores(cfg, model, log_fn))
 
 

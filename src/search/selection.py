@@ -1,4 +1,4 @@
-"""Perturbation-based architecture selection (PRUNE.SELECTION perturbation).
+"""Perturbation-based architecture selection (DERIVE.SELECTION perturbation).
 
 Wang et al. (ICLR 2021, "Rethinking architecture selection in differentiable NAS") show that the magnitude
 of alpha need not reflect an operation's strength in the supernet, and select instead by how much the
@@ -7,7 +7,7 @@ edge in random order, every op in turn, keeps the one whose removal hurts most, 
 fine-tunes the supernet before the next edge.
 
 FabricNAS implements a documented simplification, one-shot and without fine-tuning: at the end of the
-search, on PRUNE.PERTURB_BATCHES batches of the arch split (data the weights were not trained on), the
+search, on DERIVE.PERTURB_BATCHES batches of the arch split (data the weights were not trained on), the
 score of an op (of an edge's alpha row) or of a cell input (of a beta) is the increase of the supernet's
 loss when that candidate alone is removed from its softmax (its logit set to -inf, the others
 renormalised), everything else unchanged. The loss (the heatmap MSE) stands in for the validation metric:
@@ -79,7 +79,7 @@ def _fabric_scores(core, criterion, batches, fabric: Fabric, base: float) -> Tup
 def perturbation_scores(model: nn.Module, criterion, batches: Sequence[dict]) -> Dict[str, Tuple[dict, dict]]:
     """{fabric path: (beta shares, alpha shares)} for every searchable fabric of `model`."""
     if not batches:
-        raise ValueError("perturbation selection needs at least one batch (PRUNE.PERTURB_BATCHES >= 1)")
+        raise ValueError("perturbation selection needs at least one batch (DERIVE.PERTURB_BATCHES >= 1)")
     was_training = model.training
     model.train()
     try:

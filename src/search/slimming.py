@@ -1,6 +1,6 @@
 """Resource-aware network slimming (HR-NAS): FLOPs-weighted L1 on gates, progressive physical shrinking.
 
-    slimmer = build_slimmer(cfg, model)            # None unless PRUNE.METHOD == "slimming"
+    slimmer = build_slimmer(cfg, model)            # None unless SLIM.METHOD == "slimming"
     loss = task_loss + slimmer.penalty()           # every iteration
     slimmer.update_rho(epoch + it / iters)         # rho schedule, or FLOPs-target adaptation
     stats = slimmer.maybe_shrink(epoch, optimizer) # after each epoch; re-wrap DDP when stats is not None
@@ -12,7 +12,7 @@ Gate groups (found in the model, recounted after each shrink):
 penalty = rho * sum_g w_g * |gate_g|_1 with w_g = FLOPs of one unit of g (a token: F(n)/n, i.e. with its
 share of the attention cost) / the supernet's mean FLOPs per unit (fixed at construction). FLOPs are
 FlopCounterMode counts of one image at MODEL.INPUT_SIZE; the projected FLOPs are those left once every unit
-with |gate| < PRUNE.THRESHOLD is gone.
+with |gate| < SLIM.THRESHOLD is gone. `Slimmer` takes values; `build_slimmer` reads them from cfg.SLIM.
 """
 import copy
 import itertools
@@ -54,23 +54,24 @@ def meta_copy(module: nn.Module) -> nn.Module:
 class Slimmer:
     """FLOPs-weighted gate L1 with a rho schedule (or FLOPs target) and periodic physical shrinking."""
 
-    def __init__(self, cfg, model: nn.Module):
-        p = cfg.PRUNE
-        if p.RHO <= 0 or p.THRESHOLD < 0 or p.INTERVAL < 1 or p.TARGET_FLOPS < 0:
-            raise ValueError("PRUNE: slimming needs RHO > 0, THRESHOLD >= 0, INTERVAL >= 1, TARGET_FLOPS >= 0")
+    def __init__(self, model: nn.Module, *, rho: float, threshold: float, interval: int, warmup_epochs: float,
+                 target_flops: float, rho_gain: float, epochs: int, input_hw: tuple):
+        """The SLIM.* settings (see src/config/defaults.py), the run's epochs and the (height, width) of one
+        image at which FLOPs are counted."""
+        if rho <= 0 or threshold < 0 or interval < 1 or target_flops < 0:
+            raise ValueError("SLIM: slimming needs RHO > 0, THRESHOLD >= 0, INTERVAL >= 1, TARGET_FLOPS >= 0")
         self.core = unwrap(model)
-        self.threshold, self.interval, self.warmup = p.THRESHOLD, p.INTERVAL, p.WARMUP_EPOCHS
-        self.base_rho, self.gain, self.epochs = p.RHO, p.RHO_GAIN, cfg.TRAIN.EPOCHS
-        width, height = cfg.MODEL.INPUT_SIZE
-        self.input_hw = (height, width)
+        self.threshold, self.interval, self.warmup = threshold, interval, warmup_epochs
+        self.base_rho, self.gain, self.epochs = rho, rho_gain, epochs
+        self.input_hw = tuple(input_hw)
         self._profile()
         if not self.groups:
-            raise ValueError(f"PRUNE.METHOD slimming: {type(self.core).__name__} has no gates")
+            raise ValueError(f"SLIM.METHOD slimming: {type(self.core).__name__} has no gates")
         self.supernet_flops = self.flops
         self.initial_units = self._units_by_kind()
         self.norm = sum(g.cost(g.size) for g in self.groups) / sum(g.size for g in self.groups)
         self._set_weights()
-        self.target = p.TARGET_FLOPS * self.supernet_flops if 0 < p.TARGET_FLOPS <= 1 else float(p.TARGET_FLOPS)
+        self.target = target_flops * self.supernet_flops if 0 < target_flops <= 1 else float(target_flops)
         self.scale = self.base_rho
         self.rho = 0.0
         self.update_rho(0.0)
@@ -106,7 +107,7 @@ class Slimmer:
         return [g.gate.detach().abs().reshape(-1) > self.threshold for g in self.groups]
 
     def projected_flops(self) -> float:
-        """FLOPs (one image at MODEL.INPUT_SIZE) once every unit with |gate| < PRUNE.THRESHOLD is removed."""
+        """FLOPs (one image at MODEL.INPUT_SIZE) once every unit with |gate| < SLIM.THRESHOLD is removed."""
         alive = torch.stack([m.sum() for m in self._alive_masks()]).tolist()
         return self.flops - sum(g.cost(g.size) - g.cost(a) for g, a in zip(self.groups, alive))
 
@@ -126,7 +127,7 @@ class Slimmer:
         return self.rho
 
     def maybe_shrink(self, epoch: int, optimizer: Optional[torch.optim.Optimizer] = None) -> Optional[dict]:
-        """After epoch `epoch` (0-based): shrink every PRUNE.INTERVAL epochs and after the last one.
+        """After epoch `epoch` (0-based): shrink every SLIM.INTERVAL epochs and after the last one.
 
         The optimizer is updated in place (same object; its param groups hold the new parameters, their
         state sliced alike). When a dict is returned the model's parameters changed: re-wrap DDP."""
@@ -207,10 +208,13 @@ class Slimmer:
 
 
 def build_slimmer(cfg, model: nn.Module) -> Optional[Slimmer]:
-    """A Slimmer for PRUNE.METHOD "slimming", None for "none"."""
-    method = cfg.PRUNE.METHOD
+    """A Slimmer with the SLIM.* settings for SLIM.METHOD "slimming", None for "none"."""
+    p = cfg.SLIM
+    method = p.METHOD
     if method == "none":
         return None
     if method != "slimming":
-        raise ValueError(f"unknown PRUNE.METHOD '{method}' (none, slimming)")
-    return Slimmer(cfg, model)
+        raise ValueError(f"unknown SLIM.METHOD '{method}' (none, slimming)")
+    width, height = cfg.MODEL.INPUT_SIZE
+    return Slimmer(model, rho=p.RHO, threshold=p.THRESHOLD, interval=p.INTERVAL, warmup_epochs=p.WARMUP_EPOCHS,
+                   target_flops=p.TARGET_FLOPS, rho_gain=p.RHO_GAIN, epochs=cfg.TRAIN.EPOCHS, input_hw=(height, width))
