@@ -1,5 +1,6 @@
 # make demo : set up .venv (and graphviz's `dot` when root), then run the demo on the embedded synthetic data
 # make test : set up, then run the test suite (CPU)
+# setup installs requirements.txt, then this project in editable mode (`import src` works from tools/, bench/, anywhere)
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
@@ -7,9 +8,10 @@ STAMP := .venv/.installed
 
 setup: $(STAMP) dot
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q -e . --no-deps --no-build-isolation
 	@touch $(STAMP)
 
 dot:

@@ -33,7 +33,6 @@ MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "M
 
 
 def _worker(spec: dict) -> dict:
-    sys.path.insert(0, ROOT)
     import torch
     from src.config.loader import load_config
     from src.network_factory.registry import build_model
@@ -75,7 +74,6 @@ def _worker(spec: dict) -> dict:
 
 
 def _cosine_worker(spec: dict) -> dict:
-    sys.path.insert(0, ROOT)
     import torch
     import torch.nn.functional as F
     from src.config.loader import load_config

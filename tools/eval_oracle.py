@@ -11,17 +11,14 @@ import argparse
 import hashlib
 import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from src.data.coco import CocoKeypoints  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.evaluation.pose_eval import evaluate_pose, format_metric_table  # noqa: E402
+from src.data.coco import CocoKeypoints
+from src.engine.cli import run_cli
+from src.evaluation.pose_eval import evaluate_pose, format_metric_table
 
 
 def _key(image) -> str:

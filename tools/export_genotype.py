@@ -6,14 +6,11 @@ Prints the prune report (what was removed, params and FLOPs saved).
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.architecture.genotype import save_genotype  # noqa: E402
-from src.config.loader import load_config  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.engine.search_outputs import genotype_from_checkpoint  # noqa: E402
+from src.architecture.genotype import save_genotype
+from src.config.loader import load_config
+from src.engine.cli import run_cli
+from src.engine.search_outputs import genotype_from_checkpoint
 
 
 def main(argv=None) -> int:

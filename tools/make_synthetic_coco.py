@@ -5,13 +5,9 @@ python tools/make_synthetic_coco.py --out data/synthetic --train 1000 --val 100 
 """
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.data.synthetic import generate_synthetic_coco  # noqa: E402
+from src.data.synthetic import generate_synthetic_coco
 
 
 def main(argv=None):

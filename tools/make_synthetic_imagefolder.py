@@ -4,12 +4,9 @@
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.data.synthetic_imagefolder import CLASSES, ensure_synthetic_imagefolder  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
+from src.data.synthetic_imagefolder import CLASSES, ensure_synthetic_imagefolder
+from src.engine.cli import run_cli
 
 
 def main(argv=None) -> int:

@@ -6,14 +6,11 @@ The last two lines are `params <integer>` and `macs <integer>`.
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.config.loader import load_config  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.network_factory.registry import build_model  # noqa: E402
-from src.utils.flops import complexity_table, model_complexity  # noqa: E402
+from src.config.loader import load_config
+from src.engine.cli import run_cli
+from src.network_factory.registry import build_model
+from src.utils.flops import complexity_table, model_complexity
 
 
 def main(argv=None) -> int:

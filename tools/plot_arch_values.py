@@ -6,12 +6,9 @@ Reads OUTPUT_DIR/arch_values.csv (op names from its config.yaml, part names from
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.engine.cli import run_cli  # noqa: E402
-from src.utils.arch_plot import plot_arch_values  # noqa: E402
+from src.engine.cli import run_cli
+from src.utils.arch_plot import plot_arch_values
 
 
 def main(argv=None) -> int:

@@ -8,15 +8,12 @@ is written instead, with the command that renders it.
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.architecture.genotype import load_genotype  # noqa: E402
-from src.architecture.render import VIEWS, render_genotype  # noqa: E402
-from src.config.loader import load_config  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.engine.search_outputs import genotype_from_checkpoint  # noqa: E402
+from src.architecture.genotype import load_genotype
+from src.architecture.render import VIEWS, render_genotype
+from src.config.loader import load_config
+from src.engine.cli import run_cli
+from src.engine.search_outputs import genotype_from_checkpoint
 
 
 def main(argv=None) -> int:

@@ -24,22 +24,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from src.architecture.genotype import save_genotype
+from src.config.loader import load_config
+from src.engine.checkpoint import load_model_weights
+from src.engine.cli import run_cli
+from src.engine.search_outputs import derive
+from src.network_factory.from_genotype import build_from_genotype_file
+from src.network_factory.registry import build_model
+from src.utils.atomic import write_json_atomic
+from src.utils.flops import count_flops, count_params
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from src.architecture.genotype import save_genotype  # noqa: E402
-from src.config.loader import load_config  # noqa: E402
-from src.engine.checkpoint import load_model_weights  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.engine.search_outputs import derive  # noqa: E402
-from src.network_factory.from_genotype import build_from_genotype_file  # noqa: E402
-from src.network_factory.registry import build_model  # noqa: E402
-from src.utils.atomic import write_json_atomic  # noqa: E402
-from src.utils.flops import count_flops, count_params  # noqa: E402
 
 
 def _run(args, log_path):
