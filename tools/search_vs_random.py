@@ -19,7 +19,6 @@ params, FLOPs, and per seed) and OUT/ap_vs_flops.png (searched fabrics highlight
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +47,7 @@ def _run(args, log_path):
                               stderr=log, text=True)
         log.write(proc.stdout)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args[:3]))} failed (exit {proc.returncode}); see {log_path}")
+        raise ChildProcessError(f"{' '.join(map(str, args[:3]))} failed (exit {proc.returncode}); see {log_path}")
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -105,7 +104,7 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     return found, tried
 
 
-def retrain_and_test(cfg_file, opts, seed, kind, name, genotype, epochs, out):
+def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out):
     run = out / f"seed{seed}" / f"retrain_{name}"
     run.mkdir(parents=True, exist_ok=True)
     common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "OUTPUT_DIR", run]
@@ -116,7 +115,7 @@ def retrain_and_test(cfg_file, opts, seed, kind, name, genotype, epochs, out):
                  *common], run / "test_stdout.log")
     name_, value = last.split()
     if name_ != "AP":
-        raise RuntimeError(f"test.py printed '{last}', expected 'AP <value>'")
+        raise ChildProcessError(f"test.py printed '{last}', expected 'AP <value>'")
     return float(value)
 
 
@@ -187,7 +186,7 @@ def main(argv=None) -> int:
         for kind, name, genotype in found:
             if (seed, name) not in done:
                 bar.set_description(f"seed {seed}: retrain {name}")
-                ap = retrain_and_test(args.cfg, args.opts, seed, kind, name, genotype, args.retrain_epochs, out)
+                ap = retrain_and_test(args.cfg, args.opts, seed, name, genotype, args.retrain_epochs, out)
                 params, flops = _size(scfg, genotype)
                 results.append({"seed": seed, "kind": kind, "name": name, "genotype": str(genotype),
                                 "params": params, "flops": flops, "ap": ap})
