@@ -165,7 +165,7 @@ def test_search_ends_with_a_perturbation_derived_genotype_and_logs_entropy(tiny_
     cfg = load_config(str(ROOT / "configs/synthetic_search_demo.yaml"), tiny_train_opts(
         tiny_synthetic, out, **{"SEARCH.STRATEGY": "first_order_gradient", "DERIVE.SELECTION": "perturbation",
                                 "DERIVE.PERTURB_BATCHES": 1, "SEARCH.EIGEN_EVERY": 1, "SEARCH.EIGEN_ITERS": 3,
-                                "TRAIN.EPOCHS": 1, "MODEL.FABRIC.FACTOR": 2}))
+                                "TRAIN.EPOCHS": 1, "MODEL.FABRIC.FACTOR": 2, "SEARCH.WARMUP_EPOCHS": 0}))
     seed_all(cfg.SEED)
     Trainer(cfg, build_model(cfg)).fit()
     genotype = json.loads((out / "genotype.json").read_text())
