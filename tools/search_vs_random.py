@@ -85,8 +85,7 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
         _derive_with_logits(scfg, ckpt, torch.zeros, none_path)
     found.append(("none", "none", none_path))
     _, target = _size(scfg, search_dir / "genotype.json")
-    draws = sorted(sdir.glob("random_*.json"))
-    accepted = [p for p in draws if abs(_size(scfg, p)[1] / target - 1) <= tol]
+    accepted = sorted(sdir.glob("random_*.json"))  # a rejected draw is deleted as soon as it is measured
     state_path = sdir / "draws.json"
     tried = json.loads(state_path.read_text())["tried"] if state_path.is_file() else 0
     while len(accepted) < n_random and tried < max_draws:

@@ -192,7 +192,7 @@ class Trainer:
             self.log.close()
         return self.best
 
-    def _train_epoch(self, epoch: int, *_) -> None:
+    def _train_epoch(self, epoch: int) -> None:
         cfg = self.cfg
         seed_all(cfg.SEED * 1000 + epoch)
         for s in self.samplers:

@@ -29,13 +29,12 @@ def bilevel_split(groups: Sequence[int], ratio: float, seed: int) -> Tuple[List[
     keys = sorted(members)
     order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(seed)).tolist()
     target, weight = int(round(len(groups) * ratio)), []
-    for rank, k in enumerate(order):
+    for k in order:
         if len(weight) >= target:
-            arch = sorted(i for k2 in order[rank:] for i in members[keys[k2]])
             break
         weight += members[keys[k]]
-    else:
-        arch = []
+    taken = set(weight)
+    arch = [i for i in range(len(groups)) if i not in taken]
     if not weight or not arch:
         raise ValueError(f"SEARCH.SPLIT_RATIO {ratio} leaves an empty split of {len(keys)} training images")
     return sorted(weight), arch
