@@ -12,6 +12,8 @@ the growth of the process's peak resident set (getrusage ru_maxrss) over the war
 above the peak reached after building the model and the batches: the extra memory a step needs
 (activations, gradients, optimizer state, unrolled weights). `second_over_first` = demo second-order
 (default SEARCH.HESSIAN) / first-order CPU seconds (`second_over_first_wall`: the same from wall time).
+Every (config, strategy) is timed in each of --memory-formats (MEMORY_FORMAT, interleaved);
+`channels_last_over_contiguous` is the ratio of their CPU seconds per step.
 `hypergradient_cosine`: on the demo model (3 seeds, float32, after 3 weight steps, batch 16), the cosine of
 each SEARCH.HESSIAN mode's hypergradient (and of the plain first-order arch gradient) with the unrolled
 autograd reference (`unrolled_hypergradient`), min and max over the seeds.
@@ -28,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRATEGIES = ["none", "random", "sync", "first_order_gradient", "second_order_gradient",
               "second_order_gradient:finite_difference"]  # NAME[:SEARCH.HESSIAN]
 DEMO_CFG = "configs/synthetic_search_demo.yaml"
+FORMATS = ("contiguous", "channels_last")  # MEMORY_FORMAT values; second_over_first is taken from the last
 MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
                   "MODEL.INPUT_SIZE", "[192, 256]", "TRAIN.BATCH_SIZE", "8"]
 
@@ -35,15 +38,17 @@ MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "M
 def _worker(spec: dict) -> dict:
     import torch
     from src.config.loader import load_config
+    from src.engine.trainer import place
     from src.network_factory.registry import build_model
     from src.search.strategies import build_strategy
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     name, _, hessian = spec["strategy"].partition(":")
-    opts = spec["opts"] + ["SEARCH.STRATEGY", name] + (["SEARCH.HESSIAN", hessian] if hessian else [])
+    opts = (spec["opts"] + ["SEARCH.STRATEGY", name, "MEMORY_FORMAT", spec["memory_format"]]
+            + (["SEARCH.HESSIAN", hessian] if hessian else []))
     cfg = load_config(spec["cfg"], opts)
-    model = build_model(cfg)
+    model = place(cfg, build_model(cfg), torch.device("cpu"))
     width, height = cfg.MODEL.INPUT_SIZE
     stride, n = cfg.MODEL.HEATMAP_STRIDE, cfg.TRAIN.BATCH_SIZE
 
@@ -121,6 +126,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
     parser.add_argument("--skip-mobilenet", action="store_true", help="only the demo config")
+    parser.add_argument("--memory-formats", nargs="+", default=list(FORMATS), choices=FORMATS,
+                        help="MEMORY_FORMAT values timed, interleaved per strategy")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--cosine-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,16 +145,23 @@ def main() -> None:
                            f"steps, {args.threads} torch thread(s), one process per run",
                "demo_cfg": args.cfg}
     for label, (cfg_file, opts) in configs.items():
-        results[label] = {}
+        for fmt in args.memory_formats:
+            results.setdefault(fmt, {})[label] = {}
         for name in args.strategies:
-            spec = {"cfg": os.path.join(ROOT, cfg_file) if cfg_file else "", "opts": opts, "strategy": name,
-                    "iters": args.iters, "threads": args.threads}
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                                 cwd=ROOT, capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"{label}/{name} failed:\n{out.stderr[-2000:]}")
-            results[label][name] = json.loads(out.stdout.strip().splitlines()[-1])
-    demo = results["demo"]
+            for fmt in args.memory_formats:
+                spec = {"cfg": os.path.join(ROOT, cfg_file) if cfg_file else "", "opts": opts, "strategy": name,
+                        "iters": args.iters, "threads": args.threads, "memory_format": fmt}
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+                                     cwd=ROOT, capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{label}/{name}/{fmt} failed:\n{out.stderr[-2000:]}")
+                results[fmt][label][name] = json.loads(out.stdout.strip().splitlines()[-1])
+    if len(args.memory_formats) == 2:
+        results["channels_last_over_contiguous"] = {
+            label: {name: round(results["channels_last"][label][name]["cpu_sec_per_iter"]
+                                / results["contiguous"][label][name]["cpu_sec_per_iter"], 2) for name in args.strategies}
+            for label in configs}
+    demo = results[args.memory_formats[-1]]["demo"]
     if "first_order_gradient" in demo and "second_order_gradient" in demo:
         first, second = demo["first_order_gradient"], demo["second_order_gradient"]
         results["second_over_first"] = round(second["cpu_sec_per_iter"] / first["cpu_sec_per_iter"], 2)

@@ -15,7 +15,8 @@ def test_protocol_writes_results_and_a_rerun_skips_finished_candidates(tiny_synt
         "TRAIN.EPOCHS": 1, "MODEL.FABRIC.FACTOR": 2, "SEARCH.EIGEN_EVERY": 0, "TRAIN.EVAL_INTERVAL": 1, "SEARCH.WARMUP_EPOCHS": 0})
     opts = [x for i in range(0, len(opts), 2) if opts[i] != "OUTPUT_DIR" for x in opts[i:i + 2]]
     cmd = [sys.executable, "tools/search_vs_random.py", "--cfg", "configs/synthetic_search_demo.yaml", "--seeds", "0",
-           "--random", "1", "--retrain-epochs", "1", "--flops-tol", "1.0", "--max-draws", "5", "--out", str(out), *opts]
+           "--random", "1", "--retrain-epochs", "1", "--jobs", "2", "--flops-tol", "1.0", "--max-draws", "5",
+           "--out", str(out), *opts]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())["results"]

@@ -14,13 +14,16 @@ For every seed:
    TRAIN.EPOCHS E, from scratch (random and uniform fabrics have no supernet weights of their own, and
    inheriting the searched supernet's would favour the searched fabric), the same seed and data order;
 5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set).
+The searches run one after another; the retrains of all seeds then run --jobs at a time.
 Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP mean +- std per kind,
 params, FLOPs, and per seed) and OUT/ap_vs_flops.png (searched fabrics highlighted).
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +43,13 @@ from src.utils.flops import count_flops, count_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(args, log_path):
-    """A train.py / test.py run in its own process (output to log_path); returns its stdout's last line."""
+def _run(args, log_path, threads=None):
+    """A train.py / test.py run in its own process (output to log_path; `threads`: its OMP_NUM_THREADS, else
+    inherited); returns its stdout's last line."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     with open(log_path, "w") as log:
         proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=log, text=True)
+                              stderr=log, text=True, env=env)
         log.write(proc.stdout)
     if proc.returncode != 0:
         raise ChildProcessError(f"{' '.join(map(str, args[:3]))} failed (exit {proc.returncode}); see {log_path}")
@@ -103,15 +108,15 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     return found, tried
 
 
-def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out):
+def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None):
     run = out / f"seed{seed}" / f"retrain_{name}"
     run.mkdir(parents=True, exist_ok=True)
     common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "OUTPUT_DIR", run]
     if not (run / "last.pth").is_file():
         _run(["train.py", "--cfg", cfg_file, "--genotype", genotype, *common, "TRAIN.EPOCHS", epochs,
-              "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log")
+              "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log", threads)
     last = _run(["test.py", "--cfg", cfg_file, "--genotype", genotype, "--ckpt", run / "last.pth", "--flip-test",
-                 *common], run / "test_stdout.log")
+                 *common], run / "test_stdout.log", threads)
     name_, value = last.split()
     if name_ != "AP":
         raise ChildProcessError(f"test.py printed '{last}', expected 'AP <value>'")
@@ -166,6 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--flops-tol", type=float, default=0.05, help="relative FLOPs tolerance of a random draw")
     p.add_argument("--max-draws", type=int, default=2000, help="random draws tried per seed at most")
     p.add_argument("--out", default="output/search_vs_random")
+    p.add_argument("--jobs", type=int, default=1, help="retrains run at a time (each with cpu_count // jobs "
+                                                       "threads; a run's result depends on its thread count)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = p.parse_args(argv)
     load_config(args.cfg, args.opts)  # checks the config and the overrides up front
@@ -175,23 +182,31 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text())["results"] if results_path.is_file() else []
     done = {(r["seed"], r["name"]) for r in results}
     bar = tqdm(total=len(args.seeds) * (args.random + 2), desc="search vs random")
-    shortfalls = []
+    shortfalls, todo, n_found = [], [], 0
     for seed in args.seeds:
         found, tried = candidates_of_seed(args.cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar)
         if len(found) - 2 < args.random:
             shortfalls.append(f"seed {seed}: only {len(found) - 2} of {tried} random draws within "
                               f"+-{args.flops_tol:.0%} FLOPs")
-        scfg = load_config(args.cfg, list(args.opts) + ["SEED", str(seed)])
-        for kind, name, genotype in found:
-            if (seed, name) not in done:
-                bar.set_description(f"seed {seed}: retrain {name}")
-                ap = retrain_and_test(args.cfg, args.opts, seed, name, genotype, args.retrain_epochs, out)
-                params, flops = _size(scfg, genotype)
-                results.append({"seed": seed, "kind": kind, "name": name, "genotype": str(genotype),
-                                "params": params, "flops": flops, "ap": ap})
-                write_json_atomic(str(results_path), {"cfg": args.cfg, "opts": args.opts,
-                                                      "retrain_epochs": args.retrain_epochs, "retrain": "from scratch",
-                                                      "flops_tol": args.flops_tol, "results": results}, indent=1)
+        todo += [(seed, kind, name, genotype) for kind, name, genotype in found if (seed, name) not in done]
+        n_found += len(found)
+    bar.update(n_found - len(todo))  # finished by an earlier run
+
+    def retrain(job):
+        seed, kind, name, genotype = job
+        ap = retrain_and_test(args.cfg, args.opts, seed, name, genotype, args.retrain_epochs, out, threads)
+        params, flops = _size(load_config(args.cfg, list(args.opts) + ["SEED", str(seed)]), genotype)
+        return {"seed": seed, "kind": kind, "name": name, "genotype": str(genotype), "params": params,
+                "flops": flops, "ap": ap}
+
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    bar.set_description(f"retrain {len(todo)} candidates, {args.jobs} at a time")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for record in pool.map(retrain, todo):  # in order: a rerun continues where this one stopped
+            results.append(record)
+            write_json_atomic(str(results_path), {"cfg": args.cfg, "opts": args.opts,
+                                                  "retrain_epochs": args.retrain_epochs, "retrain": "from scratch",
+                                                  "flops_tol": args.flops_tol, "results": results}, indent=1)
             bar.update(1)
     bar.close()
     meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs from scratch; "

@@ -18,6 +18,7 @@ _C.SEED = 0  # seeds python, numpy and torch; also the bilevel split and `random
 _C.WORKERS = 0  # DataLoader worker processes (0 = load in the main process)
 _C.PRINT_FREQ = 20  # iterations between console/CSV log lines
 _C.DEVICE = "auto"  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
+_C.MEMORY_FORMAT = "auto"  # weights' (hence activations') layout: "channels_last", "contiguous", or "auto" = channels_last on CPU (oneDNN's convs are faster in it; README "Speed"), contiguous elsewhere
 _C.TASK = "pose"  # "pose" or "classification"
 
 # ---------------------------------------------------------------- data

@@ -6,7 +6,7 @@ import torch
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import config_from, test_args, train_args
 from src.engine.pose_task import build_task
-from src.engine.trainer import Trainer, pick_device, seed_all
+from src.engine.trainer import Trainer, pick_device, place, seed_all
 from src.network_factory.registry import build_model
 from src.utils import distributed as dist_utils
 
@@ -53,7 +53,7 @@ def test_main(argv=None) -> int:
         from src.engine.model_report import print_param_flop
         print_param_flop(cfg, model)
     device = pick_device(cfg)
-    model.to(device).eval()
+    place(cfg, model, device).eval()
     use_dt = args.use_dt or not cfg.TEST.USE_GT_BBOX
     task = build_task(cfg, use_dt=use_dt, margin=args.margin) if cfg.TASK == "pose" else build_task(cfg)
     dataset = task.build_dataset("val")

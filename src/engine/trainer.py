@@ -41,6 +41,16 @@ def pick_device(cfg) -> torch.device:
     return torch.device(cfg.DEVICE)
 
 
+def place(cfg, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on `device`, its 4-d weights in the memory format of cfg.MEMORY_FORMAT (a convolution whose
+    weight is channels_last writes channels_last, so the activations follow without touching the inputs)."""
+    fmt = cfg.MEMORY_FORMAT
+    if fmt not in ("auto", "channels_last", "contiguous"):
+        raise ValueError(f"unknown MEMORY_FORMAT '{fmt}' (auto, channels_last, contiguous)")
+    last = fmt == "channels_last" or (fmt == "auto" and device.type == "cpu")
+    return model.to(device, memory_format=torch.channels_last if last else torch.contiguous_format)
+
+
 def lr_factor(cfg, epoch: int) -> float:
     schedule = cfg.TRAIN.LR_SCHEDULE
     if schedule == "constant":
@@ -79,7 +89,7 @@ class Trainer:
                 raise ValueError(f"{self.last_path}: resuming a joint fabric + slimming search after a shrink is "
                                  "not supported; retrain from its genotype.json instead")
             model = build_from_genotype(cfg, resume_state["genotype"])
-        self.core = model.to(self.device)
+        self.core = place(cfg, model, self.device)
         self.slimmer = build_slimmer(cfg, self.core)
         self.model = self._wrap()
         self.strategy = build_strategy(cfg, self.model, self.criterion)
@@ -104,7 +114,9 @@ class Trainer:
         return torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
 
     def rewrap(self) -> None:
-        """After the network's structure changed (a shrink): a new DDP wrapper, and the strategy re-bound."""
+        """After the network's structure changed (a shrink): its new modules in the run's memory format (the
+        parameters stay the same objects, so the optimizer keeps them), a new DDP wrapper, the strategy re-bound."""
+        place(self.cfg, self.core, self.device)
         self.model = self._wrap()
         self.strategy.rebind(self.model)
 
