@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.architecture.genotype import genotype_of, parse_genotype
-from src.architecture.hr_genotype import parse_hr_supernet
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.inverted_residual import InvertedResidual
-from src.architecture.transformer import TokenTransformer
+from src.architecture.genotype.genotype import genotype_of, parse_genotype
+from src.architecture.hr.spec import parse_hr_supernet
+from src.architecture.hr.supernet import HRSupernet
+from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.transformer import TokenTransformer
 from src.config.defaults import get_default_config
 from src.network_factory.backbones import build_backbone
 from src.network_factory.registry import build_model

@@ -3,10 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.architecture.cell import Cell, CellSpec
-from src.architecture.hrt_block import (HRTBlock, WindowAttention, default_num_heads, drop_path,
+from src.architecture.fabric.cell import Cell, CellSpec
+from src.architecture.hr.hrt_block import (HRTBlock, WindowAttention, default_num_heads, drop_path,
                                         relative_position_index, window_padding)
-from src.architecture.operators import OPS, build_op
+from src.architecture.fabric.operators import OPS, build_op
 from src.config.loader import load_config
 from src.network_factory.registry import build_model
 from src.utils.flops import count_params

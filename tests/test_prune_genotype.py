@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from src.architecture.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
-from src.architecture.prune import Prune, prune_from_cfg, prune_report
+from src.architecture.genotype.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
+from src.architecture.genotype.prune import Prune, prune_from_cfg, prune_report
 from src.config.defaults import get_default_config
 from src.config.loader import save_config
 from src.network_factory.from_genotype import build_from_genotype, build_from_genotype_file, inherit_weights

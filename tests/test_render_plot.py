@@ -9,14 +9,14 @@ import matplotlib.image as mpimg
 import pytest
 import torch
 
-from src.architecture.genotype import load_genotype
-from src.architecture.prune import Prune
-from src.architecture.render import render_genotype
+from src.architecture.genotype.genotype import load_genotype
+from src.architecture.genotype.prune import Prune
+from src.architecture.visual.render import render_genotype
 from src.config.loader import save_config
 from src.engine.model_report import compare_models, print_param_flop
 from src.engine.run_log import CsvLog, flatten_arch_state
 from src.engine.search_outputs import export_search_results
-from src.utils.arch_plot import plot_arch_csv, read_arch_csv
+from src.architecture.visual.arch_plot import plot_arch_csv, read_arch_csv
 from src.utils.flops import count_params
 from tests.conftest import ROOT, tiny_train_opts
 from tests.test_prune_genotype import searched, tiny_cfg
@@ -154,8 +154,8 @@ def test_a_search_run_exports_its_architecture_and_retrains_from_it(tiny_synthet
 
 
 def test_render_draws_hr_branches_with_their_surviving_widths():
-    from src.architecture.genotype import genotype_of
-    from src.architecture.render import fabric_graph
+    from src.architecture.genotype.genotype import genotype_of
+    from src.architecture.visual.render import fabric_graph
     from src.network_factory.registry import build_model
     from tests.test_hr_supernet import tiny_cfg as hr_cfg
     cfg = hr_cfg()

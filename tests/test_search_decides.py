@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.architecture.arch_params import ArchMixin, new_arch_parameter
-from src.architecture.prune import Prune
+from src.architecture.genotype.prune import Prune
 from src.config.defaults import get_default_config
 from src.search.collapse import dominant_eigenvalue
 from src.search.hypergradient import compute_hypergradient, unrolled_hypergradient

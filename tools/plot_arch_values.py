@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from src.engine.cli import run_cli
-from src.utils.arch_plot import plot_arch_values
+from src.architecture.visual.arch_plot import plot_arch_values
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import time
 from typing import Dict, List
 
 from src.architecture.arch_params import is_arch_name
-from src.architecture.genotype import genotype_of
+from src.architecture.genotype.genotype import genotype_of
 from src.search.collapse import dominant_eigenvalue
 from src.utils import distributed as dist_utils
 

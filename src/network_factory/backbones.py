@@ -18,12 +18,12 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from src.architecture.fabric import Fabric, FabricSpec, rising_spec
+from src.architecture.fabric.fabric import Fabric, FabricSpec, rising_spec
 from src.architecture.fields import FieldError
-from src.architecture.hr_genotype import HRSupernetGenotype
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.operators import conv_bn
-from src.architecture.part_genotype import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
+from src.architecture.hr.spec import HRSupernetGenotype
+from src.architecture.hr.supernet import HRSupernet
+from src.architecture.fabric.operators import conv_bn
+from src.architecture.genotype.part import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
 from src.utils.registry import Registry
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 

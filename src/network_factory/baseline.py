@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.architecture.model_interface import ModelInterface
-from src.architecture.operators import conv_bn
+from src.architecture.fabric.operators import conv_bn
 from src.network_factory.backbones import load_pretrained, register_backbone
 from src.network_factory.registry import register_model
 

@@ -1,7 +1,7 @@
 """Build the derived network of a genotype, and start it from a supernet checkpoint's weights.
 
 `build_from_genotype(cfg, g)` takes the whole architecture from the parsed genotype (see
-src/architecture/genotype.py); the config only supplies run settings (and MODEL.PRETRAINED for a fixed
+src/architecture/genotype/genotype.py); the config only supplies run settings (and MODEL.PRETRAINED for a fixed
 backbone). Before anything is allocated: the fields that must agree with the config are checked
 (`check_config`), the registry picks the model class (`g.model`), and the network is built on the meta device
 (no memory) to check what needs its modules (a fixed backbone's channels) and its size against
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from src.architecture.fields import FieldError
-from src.architecture.genotype import Genotype, load_genotype, parse_genotype
+from src.architecture.genotype.genotype import Genotype, load_genotype, parse_genotype
 from src.architecture.limits import MAX_PARAMS
 from src.network_factory.registry import genotype_model
 from src.utils.distributed import is_main

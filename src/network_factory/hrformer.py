@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.architecture.model_interface import ModelInterface
-from src.architecture.hrt_block import HRTBlock
+from src.architecture.hr.hrt_block import HRTBlock
 from src.network_factory.registry import register_model
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.architecture.operators import register_op
+from src.architecture.fabric.operators import register_op
 
 
 def relative_position_index(window_size: int) -> torch.Tensor:

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from src.architecture.arch_params import unwrap
-from src.architecture.cell import CellSpec
-from src.architecture.fabric import Fabric, FabricSpec, prune_unreachable
-from src.architecture.genotype import Genotype, genotype_of, search_records
-from src.architecture.search_record import FabricRecord, PruneStats, SearchRecord
+from src.architecture.fabric.cell import CellSpec
+from src.architecture.fabric.fabric import Fabric, FabricSpec, prune_unreachable
+from src.architecture.genotype.genotype import Genotype, genotype_of, search_records
+from src.architecture.genotype.search_record import FabricRecord, PruneStats, SearchRecord
 from src.utils.flops import count_flops, count_params
 
 logger = logging.getLogger(__name__)

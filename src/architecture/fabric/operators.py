@@ -14,7 +14,7 @@ from typing import List, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.depthwise import DepthwiseConv2d
+from src.architecture.fabric.depthwise import DepthwiseConv2d
 from src.utils.registry import Registry
 
 OPS = Registry("operation")  # name -> factory(C, stride) -> nn.Module
@@ -48,7 +48,7 @@ class Zero(nn.Module):
 
 def _dw_pw(c: int, kernel: int, stride: int, dilation: int) -> List[nn.Module]:
     """Depthwise k x k (dilated) -> pointwise 1x1 -> BN(affine=False) -> ReLU (the depthwise conv with a
-    cheap double backward, for the exact hypergradient: src/architecture/depthwise.py)."""
+    cheap double backward, for the exact hypergradient: src/architecture/fabric/depthwise.py)."""
     return [DepthwiseConv2d(c, kernel, stride, dilation), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c, affine=False), nn.ReLU(inplace=False)]
 
 
@@ -122,4 +122,4 @@ class UpsampleConnect(nn.Module):
 
 CONNECTIONS = {"same": SameConnect, "finer": ReduceConnect, "coarser": UpsampleConnect}
 
-import src.architecture.hrt_block  # noqa: E402,F401  (registers the "hrt_window_attention" operation)
+import src.architecture.hr.hrt_block  # noqa: E402,F401  (registers the "hrt_window_attention" operation)

@@ -9,20 +9,21 @@ JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
               "fabric": <FabricSpec dict, only for the searchable "fabric" backbone>},
  "head": {"vector_in_pixel": true, "vector_dim": 8, "mode": "2D"},
  "parts": [{"name": "head", "joints": [0, 1, 2, 3, 4], "fabric": <FabricSpec dict>}, ...],
- "hr": <HR supernet section (backbone "hr_supernet") or hr_dense section (model "hr_dense"), hr_genotype.py>,
+ "hr": <HR supernet section (backbone "hr_supernet") or hr_dense section (model "hr_dense"),
+        src/architecture/hr/spec.py>,
  "search": {"strategy": .., "prune": {settings, params, flops},
             "fabrics": {"parts.0.fabric": {"fabric": <supernet spec>, "beta": {cell: [softmax per input]},
                                            "alpha": {cell: {edge: [softmax per op]}}}, ...}}}
 ```
-A part model has backbone, head and parts (part_genotype.py); an hr_dense model has no parts and its "hr"
+A part model has backbone, head and parts (part.py); an hr_dense model has no parts and its "hr"
 section. A part's fabric spec lists its kept cells, their kept inputs with `input_weights` and kept ops per
-edge with `op_weights` (the softmax values that chose them, renormalised; see src/architecture/prune.py).
+edge with `op_weights` (the softmax values that chose them, renormalised; see prune.py).
 "search" (optional) is provenance (search_record.py); the build ignores it.
 
 Parsed once, at load (`load_genotype`, `parse_genotype`), section by section, each field type-checked and
-bounded (limits.py) and the sections checked against each other; errors are one-line `FieldError`s naming
-the field, e.g. "genotype field 'parts[1].fabric.cells[2].inputs': ...". Consumers (build, render, prune
-report, export) take the typed `Genotype` and trust it. `genotype_of(cfg, model)` describes a model: the
+bounded (src/architecture/limits.py) and the sections checked against each other; errors are one-line
+`FieldError`s naming the field, e.g. "genotype field 'parts[1].fabric.cells[2].inputs': ...". Consumers (build,
+render, prune report, export) take the typed `Genotype` and trust it. `genotype_of(cfg, model)` describes a model: the
 run-level fields from the config, the architecture from the model's own `genotype()`.
 """
 import json
@@ -33,14 +34,14 @@ from typing import Dict, List, Optional, Tuple
 from torch import nn
 
 from src.architecture.arch_params import unwrap
-from src.architecture.fabric_spec import FabricSpec
+from src.architecture.fabric.spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, check_format
-from src.architecture.hr_genotype import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
+from src.architecture.hr.spec import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
 from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
                                      MAX_PARTS)
-from src.architecture.part_genotype import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
+from src.architecture.genotype.part import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
                                             parse_part)
-from src.architecture.search_record import FabricRecord, SearchRecord, parse_search
+from src.architecture.genotype.search_record import FabricRecord, SearchRecord, parse_search
 from src.utils.atomic import write_json_atomic
 
 GENOTYPE_FORMAT = "fabricnas.genotype/1"
