@@ -1,7 +1,6 @@
 """Candidate operations of a fabric edge and the fixed cross-scale connections of a cell.
 
-Operations live in a registry by name: `OPS[name](C, stride) -> nn.Module` maps C channels to C channels
-(spatial size kept at stride 1, (h - 1) // 2 + 1 at stride 2). New ops register with `@register_op(name)`.
+The operations register by name in the op registry (op_registry.py: `OPS[name](C, stride) -> nn.Module`).
 Convolutions follow PoseNFS: conv -> BN(affine=False) -> ReLU; pooling is followed by an affine-free BN.
 An op class with `is_zero = True` outputs zeros, so a mixed op may skip running it.
 
@@ -15,14 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.architecture.fabric.depthwise import DepthwiseConv2d
-from src.utils.registry import Registry
-
-OPS = Registry("operation")  # name -> factory(C, stride) -> nn.Module
-register_op = OPS.register
-
-
-def build_op(name: str, channels: int, stride: int = 1) -> nn.Module:
-    return OPS.get_builder(name)(channels, stride)
+from src.architecture.fabric.op_registry import register_op
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True,
@@ -121,5 +113,3 @@ class UpsampleConnect(nn.Module):
 
 
 CONNECTIONS = {"same": SameConnect, "finer": ReduceConnect, "coarser": UpsampleConnect}
-
-import src.architecture.hr.hrt_block  # noqa: E402,F401  (registers the "hrt_window_attention" operation)
