@@ -19,7 +19,7 @@ from src.architecture.genotype.genotype import Architecture, Genotype
 from src.architecture.hr.supernet import HRSupernet
 from src.architecture.model_interface import ModelInterface
 from src.architecture.genotype.part import STEM, Backbone, Head, Part
-from src.network_factory.backbones import FabricBackbone, Stem, backbone_from_genotype, build_backbone
+from src.network_factory.backbones import FabricBackbone, StemBackbone, backbone_from_genotype, build_backbone
 from src.network_factory.body_parts import body_parts
 from src.network_factory.heads import build_head
 from src.network_factory.registry import register_model
@@ -150,7 +150,7 @@ def _build_part_cnf(cfg) -> nn.Module:
 def _build_fabric(cfg) -> nn.Module:
     _check_stride(cfg)
     f = cfg.MODEL.FABRIC
-    stem = Stem(f.SIZE_TYPES[0] * f.FACTOR)
+    stem = StemBackbone(f.SIZE_TYPES[0] * f.FACTOR)
     spec = triangle_spec(list(f.SIZE_TYPES), f.FACTOR, list(f.OPERATIONS), f.DEPTH, 0, (0,), f.HIDDEN_STATES_NUM,
                          f.INPUT_NODES_NUM)
     k = cfg.MODEL.NUM_JOINTS

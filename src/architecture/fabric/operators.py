@@ -15,13 +15,7 @@ from torch import Tensor, nn
 
 from src.architecture.fabric.depthwise import DepthwiseConv2d
 from src.architecture.fabric.op_registry import register_op
-
-
-def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True,
-            relu: bool = False) -> nn.Sequential:
-    """Conv (no bias) + BN (+ ReLU), padding kernel // 2."""
-    layers = [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out, affine=affine)]
-    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
+from src.architecture.layers import conv_bn
 
 
 class Zero(nn.Module):

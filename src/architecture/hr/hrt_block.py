@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.architecture.layers import dw_sep_down
+
 
 def relative_position_index(window_size: int) -> torch.Tensor:
     """[ws*ws, ws*ws] index into a (2ws-1)^2 bias table: entry (i, j) encodes the offset (yi-yj, xi-xj)."""
@@ -144,8 +146,4 @@ def hrt_op(channels: int, stride: int) -> nn.Module:
     """An HRT block (window 7, heads of ~32 channels); stride 2 first applies HRFormer's depthwise-separable
     downsampling (dw 3x3 s2 + BN, 1x1 + BN)."""
     block = HRTBlock(channels, default_num_heads(channels))
-    if stride == 1:
-        return block
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False),
-                         nn.BatchNorm2d(channels), nn.Conv2d(channels, channels, 1, bias=False),
-                         nn.BatchNorm2d(channels), block)
+    return block if stride == 1 else nn.Sequential(*dw_sep_down(channels, channels), block)

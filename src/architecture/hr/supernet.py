@@ -24,6 +24,7 @@ from src.architecture.hr.spec import BlockSpec, HRSupernetGenotype
 from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
 from src.architecture.hr.hrt_block import default_num_heads
 from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.layers import Stem
 
 DEFAULT_STAGE_BLOCKS = ((1,), (2, 2), (2, 2, 3), (2, 2, 3, 4), (2, 2, 3, 4))
 
@@ -107,9 +108,7 @@ class HRSupernet(nn.Module):
         self.stage_blocks = [[int(n) for n in s] for s in stage_blocks]
         self.out_channels = list(self.widths)
         self.num_branches = len(self.widths) if arch is None else arch.num_branches
-        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_channels),
-                                  nn.ReLU(), nn.Conv2d(stem_channels, stem_channels, 3, 2, 1, bias=False),
-                                  nn.BatchNorm2d(stem_channels), nn.ReLU())
+        self.stem = Stem(stem_channels)
         built: List[str] = []
 
         def block(slot: BlockSlot) -> Optional[InvertedResidual]:
