@@ -19,7 +19,7 @@ from src.architecture.limits import MAX_CHANNELS, MAX_JOINTS, MAX_VECTOR_DIM, MA
 
 STEM, FABRIC_BACKBONE, HR_BACKBONE = "stem", "fabric", "hr_supernet"  # backbones with their own description
 BACKBONE_STRIDES = (4, 8, 16, 32)  # strides of a backbone's maps
-HEAD_MODES = ("2D", "3D")
+HEAD_MODES = ("2D", "3D")  # vector-in-pixel head kinds (src/network_factory/heads.py builds one per mode)
 
 
 @dataclass(frozen=True)
