@@ -6,9 +6,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from src.architecture.genotype.genotype import genotype_of, parse_genotype
+from src.architecture.hr.inverted_residual import InvertedResidual
 from src.architecture.hr.spec import parse_hr_supernet
 from src.architecture.hr.supernet import HRSupernet
-from src.architecture.hr.inverted_residual import InvertedResidual
 from src.architecture.hr.transformer import TokenTransformer
 from src.config.defaults import get_default_config
 from src.network_factory.backbones import build_backbone

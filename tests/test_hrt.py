@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from src.architecture.fabric.cell import Cell, CellSpec
+from src.architecture.fabric.op_registry import OPS, build_op
 from src.architecture.hr.hrt_block import (HRTBlock, WindowAttention, default_num_heads, drop_path,
                                         relative_position_index, window_padding)
-from src.architecture.fabric.op_registry import OPS, build_op
 from src.config.loader import load_config
 from src.network_factory.registry import build_model
 from src.utils.flops import count_params

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from src.architecture.genotype.genotype import load_genotype
+from src.architecture.visual.arch_plot import plot_arch_csv, read_arch_csv
 from src.architecture.visual.render import render_genotype
 from src.config.loader import save_config
 from src.engine.model_report import compare_models, print_param_flop
 from src.engine.run_log import CsvLog, flatten_arch_state
 from src.engine.search_outputs import export_search_results
-from src.architecture.visual.arch_plot import plot_arch_csv, read_arch_csv
 from src.utils.flops import count_params
 from tests.conftest import ROOT, tiny_train_opts
 from tests.test_prune_genotype import prune, searched, tiny_cfg

@@ -16,15 +16,15 @@ from torch.utils.data import DataLoader, Subset
 from src.architecture.arch_params import unwrap
 from src.architecture.genotype.genotype import genotype_fabrics, save_genotype
 from src.architecture.genotype.prune import Prune
+from src.architecture.visual.arch_plot import plot_arch_values
 from src.architecture.visual.render import render_genotype
 from src.engine.checkpoint import load_model_weights
 from src.engine.model_report import compare_models
 from src.engine.pose_task import build_task
-from src.search.selection import perturbation_scores
 from src.network_factory.from_genotype import run_fields
 from src.network_factory.registry import build_model
+from src.search.selection import perturbation_scores
 from src.search.split import bilevel_split
-from src.architecture.visual.arch_plot import plot_arch_values
 
 
 def arch_split_batches(cfg, task, count: int, device) -> List[dict]:

@@ -20,10 +20,10 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from src.architecture.fabric.fabric import Fabric, FabricSpec, rising_spec
 from src.architecture.fields import FieldError
+from src.architecture.genotype.part import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
 from src.architecture.hr.spec import HRSupernetGenotype
 from src.architecture.hr.supernet import HRSupernet
 from src.architecture.layers import Stem, conv_bn
-from src.architecture.genotype.part import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
 from src.utils.registry import Registry
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from src.architecture.fabric.fabric import Fabric, FabricSpec, triangle_spec
 from src.architecture.fields import FieldError
 from src.architecture.genotype.genotype import Architecture, Genotype
+from src.architecture.genotype.part import STEM, Backbone, Head, Part
 from src.architecture.hr.supernet import HRSupernet
 from src.architecture.model_interface import ModelInterface
-from src.architecture.genotype.part import STEM, Backbone, Head, Part
 from src.network_factory.backbones import FabricBackbone, StemBackbone, backbone_from_genotype, build_backbone
 from src.network_factory.body_parts import body_parts
 from src.network_factory.heads import build_head

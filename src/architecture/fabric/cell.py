@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
-from src.architecture.fields import SpecError
 from src.architecture.fabric.mixed_op import MixedOp
 from src.architecture.fabric.operators import CONNECTIONS, SameConnect
+from src.architecture.fields import SpecError
 from src.architecture.layers import conv_bn
 
 INPUT_KINDS = ("same", "finer", "coarser")

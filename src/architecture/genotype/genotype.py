@@ -37,12 +37,12 @@ from torch import nn
 from src.architecture.arch_params import unwrap
 from src.architecture.fabric.spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, check_format
-from src.architecture.hr.spec import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
-from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
-                                     MAX_PARTS)
 from src.architecture.genotype.part import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
                                             parse_part)
 from src.architecture.genotype.search_record import FabricRecord, SearchRecord, parse_search
+from src.architecture.hr.spec import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
+from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
+                                     MAX_PARTS)
 from src.utils.atomic import write_json_atomic
 
 GENOTYPE_FORMAT = "fabricnas.genotype/1"

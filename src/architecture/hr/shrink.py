@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.hr.supernet import HRSupernet
 from src.architecture.hr.inverted_residual import HRTPart, InvertedResidual, KernelPath
+from src.architecture.hr.supernet import HRSupernet
 from src.architecture.hr.transformer import TokenTransformer
 
 

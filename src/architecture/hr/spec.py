@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Dict, Optional, Tuple, Union
 
 from src.architecture.fields import FieldError, Obj, as_ints, check_format, join, shown
-from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
 from src.architecture.hr.inverted_residual import SKIPS
+from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
 from src.architecture.limits import (MAX_CHANNELS, MAX_HIDDEN_CHANNELS, MAX_HR_BLOCKS, MAX_HR_BRANCHES,
                                      MAX_HR_STAGES, MAX_HRT_WINDOW, MAX_JOINTS, MAX_KERNEL, MAX_KERNEL_PATHS,
                                      MAX_TOKEN_GRID, MAX_TOKENS)

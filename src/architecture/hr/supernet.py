@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.hr.spec import BlockSpec, HRSupernetGenotype
-from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
 from src.architecture.hr.hrt_block import default_num_heads
 from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
+from src.architecture.hr.spec import BlockSpec, HRSupernetGenotype
 from src.architecture.layers import Stem
 
 DEFAULT_STAGE_BLOCKS = ((1,), (2, 2), (2, 2, 3), (2, 2, 3, 4), (2, 2, 3, 4))

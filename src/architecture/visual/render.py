@@ -17,8 +17,8 @@ import graphviz
 from src.architecture.fabric.cell import SCALE_OFFSET, CellSpec, cell_name, edge_layout
 from src.architecture.fabric.spec import FabricSpec
 from src.architecture.genotype.genotype import Genotype, search_records
-from src.architecture.hr.spec import HRDenseGenotype, HRGenotype
 from src.architecture.genotype.search_record import FabricRecord
+from src.architecture.hr.spec import HRDenseGenotype, HRGenotype
 from src.utils.atomic import atomic_write
 
 VIEWS = ("derived", "supernet")
