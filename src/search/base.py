@@ -66,7 +66,7 @@ def build_arch_optimizer(s: StrategySettings, params) -> torch.optim.Optimizer:
     decay of 1e-3 (DARTS' value for a cross-entropy loss) pins |alpha| near 0.03 and the search never
     leaves uniform. Adam's step is invariant to the gradient's scale; decoupled decay (AdamW: alpha *=
     1 - lr * wd per step) is too, so the data, not the decay, moves alpha whatever the loss scale."""
-    return torch.optim.AdamW(list(params), lr=s.arch_lr, betas=tuple(s.arch_betas), weight_decay=s.arch_weight_decay)
+    return torch.optim.AdamW(list(params), lr=s.arch_lr, betas=s.arch_betas, weight_decay=s.arch_weight_decay)
 
 
 class NonFiniteError(RuntimeError):
