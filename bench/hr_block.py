@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.architecture.inverted_residual import InvertedResidual
+from src.architecture.hr.inverted_residual import InvertedResidual
 from src.config.loader import load_config
 from src.network_factory.baseline import BasicBlock
 from src.network_factory.registry import build_model

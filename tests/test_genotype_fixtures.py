@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.architecture.genotype import load_genotype
+from src.architecture.genotype.genotype import load_genotype
 from src.config.defaults import get_default_config
 from src.network_factory.from_genotype import build_from_genotype_file
 

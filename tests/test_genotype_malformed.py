@@ -12,8 +12,8 @@ import pytest
 from torch import nn
 
 import src.network_factory.models  # noqa: F401  (the one-time registration imports stay out of the timed calls)
-from src.architecture.fabric import prune_unreachable, triangle_spec
-from src.architecture.fabric_spec import FabricSpec
+from src.architecture.fabric.fabric import prune_unreachable, triangle_spec
+from src.architecture.fabric.spec import FabricSpec
 from src.network_factory.from_genotype import build_from_genotype, build_from_genotype_file
 from tests.conftest import ROOT
 from tests.test_genotype_fixtures import FIXTURES, fixture_cfg
@@ -259,7 +259,7 @@ def test_malformed_files_are_refused_naming_the_file(tmp_path, text, message):
 
 
 def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
-    import src.architecture.genotype as genotype
+    import src.architecture.genotype.genotype as genotype
     monkeypatch.setattr(genotype, "MAX_GENOTYPE_BYTES", 1000)
     path = tmp_path / "g.json"
     path.write_text(json.dumps(base("P")))

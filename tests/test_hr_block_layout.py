@@ -6,7 +6,7 @@ from unittest import mock
 import pytest
 import torch
 
-from src.architecture.inverted_residual import InvertedResidual
+from src.architecture.hr.inverted_residual import InvertedResidual
 from src.network_factory.registry import build_model
 from tests.test_hr_supernet import tiny_cfg
 

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from src.architecture.hr_genotype import parse_hr_supernet
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.hrt_block import HRTBlock, default_num_heads
+from src.architecture.hr.hrt_block import HRTBlock, default_num_heads
+from src.architecture.hr.spec import parse_hr_supernet
+from src.architecture.hr.supernet import HRSupernet
 from src.network_factory.registry import build_model
 from src.search.slimming import build_slimmer
 from src.utils.flops import count_flops, count_params

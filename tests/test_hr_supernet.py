@@ -5,13 +5,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.architecture.genotype import genotype_of, parse_genotype
-from src.architecture.hr_genotype import parse_hr_supernet
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.inverted_residual import InvertedResidual
-from src.architecture.transformer import TokenTransformer
+from src.architecture.genotype.genotype import genotype_of, parse_genotype
+from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.spec import parse_hr_supernet
+from src.architecture.hr.supernet import HRSupernet
+from src.architecture.hr.transformer import TokenTransformer
 from src.config.defaults import get_default_config
 from src.network_factory.backbones import build_backbone
+from src.network_factory.from_genotype import run_fields
 from src.network_factory.registry import build_model
 
 TINY = dict(stem_channels=4, widths=[4, 8, 12, 16], stage_blocks=[[1], [1, 1], [1, 1, 2], [1, 1, 1, 1], [1, 1, 1, 1]],
@@ -122,7 +123,7 @@ def test_hr_dense_runs_forward_backward_and_round_trips():
     out.square().mean().backward()
     assert all(p.grad is not None for p in model.weight_parameters())
     assert model.arch_parameters() == []
-    g = json.loads(json.dumps(genotype_of(cfg, model).to_dict()))
+    g = json.loads(json.dumps(genotype_of(run_fields(cfg), model).to_dict()))
     rebuilt = type(model).from_genotype(parse_genotype(g))
     rebuilt.load_state_dict(model.state_dict())
     torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))

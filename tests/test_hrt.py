@@ -1,12 +1,16 @@
 """HRFormer: window attention (padding semantics, relative position bias), HRT block, T/S/B models, op, model_info."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from src.architecture.cell import Cell, CellSpec
-from src.architecture.hrt_block import (HRTBlock, WindowAttention, default_num_heads, drop_path,
+from src.architecture.fabric.cell import Cell, CellSpec
+from src.architecture.fabric.op_registry import OPS, build_op
+from src.architecture.hr.hrt_block import (HRTBlock, WindowAttention, default_num_heads, drop_path,
                                         relative_position_index, window_padding)
-from src.architecture.operators import OPS, build_op
 from src.config.loader import load_config
 from src.network_factory.registry import build_model
 from src.utils.flops import count_params
@@ -151,6 +155,19 @@ def test_hrt_op_in_registry_and_in_a_cell():
     assert cell.alpha.grad is not None and cell.alpha.grad.abs().sum() > 0
     hrt = cell.edges["0"].ops["hrt_window_attention"]
     assert hrt.attn.relative_position_bias_table.grad is not None
+
+
+def test_op_registration_runs_one_way_from_the_hr_space_into_the_fabric_registry():
+    """The fabric space imports nothing of the HR space; importing the HR space (as every genotype parse does)
+    registers its op."""
+    code = ("import sys\n"
+            "import src.architecture.fabric.fabric, src.architecture.fabric.spec\n"
+            "from src.architecture.fabric.op_registry import OPS\n"
+            "assert not [m for m in sys.modules if m.startswith('src.architecture.hr')]\n"
+            "assert 'hrt_window_attention' not in OPS and 'sep_conv_3x3' in OPS\n"
+            "from src.architecture.genotype.genotype import parse_genotype\n"
+            "assert 'hrt_window_attention' in OPS\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_published_settings_parameter_counts():

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from src.architecture.cell import Cell, CellSpec, edge_layout
-from src.architecture.fabric import Fabric, FabricSpec, prune_unreachable, rising_spec, triangle_spec
-from src.architecture.mixed_op import MixedOp
-from src.architecture.operators import OPS, build_op, register_op
+from src.architecture.fabric.cell import Cell, CellSpec, edge_layout
+from src.architecture.fabric.fabric import Fabric, FabricSpec, prune_unreachable, rising_spec, triangle_spec
+from src.architecture.fabric.mixed_op import MixedOp
+from src.architecture.fabric.op_registry import OPS, build_op, register_op
 
 OPS4 = ["zero", "skip_connect", "sep_conv_3x3", "atr_conv_3x3"]
 ALL_OPS = ["zero", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "atr_conv_3x3", "atr_conv_5x5",

@@ -6,11 +6,13 @@ import json
 import pytest
 import torch
 
-from src.architecture.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
-from src.architecture.prune import Prune, prune_from_cfg, prune_report
+from src.architecture.genotype.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
+from src.architecture.genotype.prune import Prune, prune_report
 from src.config.defaults import get_default_config
 from src.config.loader import save_config
-from src.network_factory.from_genotype import build_from_genotype, build_from_genotype_file, inherit_weights
+from src.engine.search_outputs import derive
+from src.network_factory.from_genotype import (build_from_genotype, build_from_genotype_file, inherit_weights,
+                                              run_fields)
 from src.network_factory.registry import build_model
 from src.utils.flops import count_flops, count_params
 
@@ -46,6 +48,11 @@ def quiet(_msg):
     pass
 
 
+def prune(model, cfg, **settings):
+    """Prune with the run fields and search strategy of `cfg`, as src/engine/search_outputs.derive does."""
+    return Prune(model, run_fields(cfg), cfg.SEARCH.STRATEGY, **settings)
+
+
 VARIANTS = {
     "one_shot": {},
     "fabric_backbone_own_alpha_two_nodes": {"MODEL.BACKBONE": "fabric", "MODEL.FABRIC.ONE_SHOT_SEARCH": False,
@@ -57,7 +64,7 @@ VARIANTS = {
 def test_keep_everything_prune_is_lossless(variant):
     cfg = tiny_cfg(**VARIANTS[variant])
     model = searched(cfg)
-    derived, g = Prune(model, **KEEP_ALL, cfg=cfg, log_fn=quiet)
+    derived, g = prune(model, cfg, **KEEP_ALL, log_fn=quiet)
     assert derived.arch_parameters() == [] and model.arch_parameters()
     assert set(derived.state_dict()) <= set(model.state_dict())  # derived names are supernet names
     assert [len(p.fabric.cells) for p in derived.parts] == [6, 6, 6]
@@ -75,7 +82,7 @@ def test_prune_removes_cells_and_ops_and_saves_params_and_flops():
         fabric.alpha.copy_(torch.tensor([[3.0, 0.0, 1.0, 0.5]]))  # zero ranks first: never kept -> sep_conv_3x3
         fabric.cells["L5_S0"].beta.copy_(torch.tensor([-4.0, 4.0]))  # same (L4_S0) off, coarser (L4_S1) on
         fabric.cells["L4_S1"].beta.copy_(torch.tensor([4.0, 3.0, -4.0]))  # same .73, finer .27, coarser (L3_S2) off
-    derived, g = Prune(model, ops_topk=1, beta_threshold=0.2, beta_topk=1, cfg=cfg, log_fn=quiet)
+    derived, g = prune(model, cfg, ops_topk=1, beta_threshold=0.2, beta_topk=1, log_fn=quiet)
     part0 = derived.parts[0].fabric
     assert list(part0.cells) == ["L3_S0", "L3_S1", "L4_S1", "L5_S0"]  # L3_S2 and L4_S0 removed
     assert part0.cells["L5_S0"].spec.inputs == ["coarser"] and part0.cells["L4_S1"].spec.inputs == ["same", "finer"]
@@ -102,10 +109,10 @@ def test_prune_removes_cells_and_ops_and_saves_params_and_flops():
     assert all(torch.equal(v, sup_state[k]) for k, v in derived.state_dict().items())
 
 
-def test_prune_from_cfg_uses_the_prune_settings_and_logs_the_report():
+def test_derive_uses_the_derive_settings_and_logs_the_report():
     cfg = tiny_cfg(**{"DERIVE.OPS_TOPK": 2, "DERIVE.BETA_THRESHOLD": 0.0, "DERIVE.BETA_TOPK": 3})
     lines = []
-    derived, g = prune_from_cfg(cfg, searched(cfg), lines.append)
+    derived, g = derive(cfg, searched(cfg), lines.append)
     assert all(len(ops) == 2 and "zero" not in ops for p in derived.parts for c in p.fabric.cells.values()
                for ops in c.spec.edges.values())
     assert g.search.prune.ops_topk == 2 and lines and lines[0].startswith("prune (ops_topk 2")
@@ -115,7 +122,7 @@ def test_prune_from_cfg_uses_the_prune_settings_and_logs_the_report():
 def test_genotype_round_trip_and_rebuilt_model_equals_the_derived_one(variant, tmp_path):
     cfg = tiny_cfg(**VARIANTS[variant])
     model = searched(cfg)
-    derived, g = Prune(model, cfg=cfg, log_fn=quiet)
+    derived, g = prune(model, cfg, log_fn=quiet)
     path = save_genotype(g, str(tmp_path / "genotype.json"))
     loaded = load_genotype(path)
     assert loaded == g
@@ -128,15 +135,15 @@ def test_genotype_round_trip_and_rebuilt_model_equals_the_derived_one(variant, t
         x = image()
         torch.testing.assert_close(rebuilt.eval()(x), derived.eval()(x), atol=1e-6, rtol=0)
     # model -> JSON -> model -> JSON: the same JSON
-    again = genotype_of(cfg, rebuilt, search=g.search)
+    again = genotype_of(run_fields(cfg), rebuilt, search=g.search)
     assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(g.to_dict(), sort_keys=True)
-    assert genotype_of(cfg, derived) == dataclasses.replace(g, search=None)
+    assert genotype_of(run_fields(cfg), derived) == dataclasses.replace(g, search=None)
 
 
 @pytest.fixture(scope="module")
 def genotype_once():
     cfg = tiny_cfg()
-    return Prune(searched(cfg), **KEEP_ALL, cfg=cfg, log_fn=quiet)[1]
+    return prune(searched(cfg), cfg, **KEEP_ALL, log_fn=quiet)[1]
 
 
 @pytest.fixture
@@ -218,7 +225,7 @@ def test_save_genotype_is_atomic_and_refuses_invalid_genotypes(tmp_path, fresh):
 def test_plain_fabric_model_prunes_and_rebuilds():
     cfg = tiny_cfg(**{"MODEL.NAME": "fabric", "MODEL.FABRIC.DEPTH": 4})
     model = searched(cfg)
-    derived, g = Prune(model, cfg=cfg, log_fn=quiet)
+    derived, g = prune(model, cfg, log_fn=quiet)
     assert g.arch.backbone.name == "stem" and len(g.arch.parts) == 1
     rebuilt = build_from_genotype(cfg, g)
     rebuilt.load_state_dict(derived.state_dict())
@@ -234,7 +241,7 @@ HR = {"MODEL.HR.STAGE_BLOCKS": [[1], [1, 1], [1, 1, 1], [1, 1, 1, 1]], "MODEL.HR
                                              ({"MODEL.NAME": "hr_dense"}, "fabricnas.hr_dense/1")])
 def test_hr_section_rebuilds_hr_backbones_and_models(opts, hr_format):
     cfg = tiny_cfg(**HR, **opts)
-    derived, g = Prune(searched(cfg), cfg=cfg, log_fn=quiet)
+    derived, g = prune(searched(cfg), cfg, log_fn=quiet)
     assert g.arch.hr.FORMAT == hr_format
     rebuilt = build_from_genotype(cfg, parse_genotype(json.loads(json.dumps(g.to_dict()))))
     rebuilt.load_state_dict(derived.state_dict())
@@ -250,7 +257,7 @@ def test_export_genotype_tool_writes_the_prune_genotype(tmp_path):
     save_config(cfg, str(tmp_path / "config.yaml"))
     out = tmp_path / "g.json"
     assert main(["--cfg", str(tmp_path / "config.yaml"), "--ckpt", str(tmp_path / "last.pth"), "--out", str(out)]) == 0
-    expected = prune_from_cfg(cfg, copy.deepcopy(model), quiet)[1]
+    expected = derive(cfg, copy.deepcopy(model), quiet)[1]
     assert load_genotype(str(out)) == expected
 
 
@@ -262,7 +269,7 @@ def test_a_float64_model_counts_flops_and_prunes_in_its_own_dtype():
     flops32 = count_flops(model, shape)
     model = model.double()
     assert count_flops(model, shape) == flops32
-    derived, g = Prune(model, **KEEP_ALL, cfg=cfg, log_fn=quiet)
+    derived, g = prune(model, cfg, **KEEP_ALL, log_fn=quiet)
     assert {p.dtype for p in derived.parameters()} == {torch.float64}
     assert g.search.prune.flops["supernet"] == flops32
     with torch.no_grad():

@@ -9,17 +9,16 @@ import matplotlib.image as mpimg
 import pytest
 import torch
 
-from src.architecture.genotype import load_genotype
-from src.architecture.prune import Prune
-from src.architecture.render import render_genotype
+from src.architecture.genotype.genotype import load_genotype
+from src.architecture.visual.arch_plot import plot_arch_csv, read_arch_csv
+from src.architecture.visual.render import render_genotype
 from src.config.loader import save_config
 from src.engine.model_report import compare_models, print_param_flop
 from src.engine.run_log import CsvLog, flatten_arch_state
 from src.engine.search_outputs import export_search_results
-from src.utils.arch_plot import plot_arch_csv, read_arch_csv
 from src.utils.flops import count_params
 from tests.conftest import ROOT, tiny_train_opts
-from tests.test_prune_genotype import searched, tiny_cfg
+from tests.test_prune_genotype import prune, searched, tiny_cfg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -29,7 +28,7 @@ def pruned():
     """(supernet, derived, genotype) of a tiny searched model whose prune removes cells."""
     cfg = tiny_cfg()
     model = searched(cfg)
-    derived, g = Prune(model, cfg=cfg, log_fn=lambda _: None)
+    derived, g = prune(model, cfg, log_fn=lambda _: None)
     return model, derived, g
 
 
@@ -154,13 +153,14 @@ def test_a_search_run_exports_its_architecture_and_retrains_from_it(tiny_synthet
 
 
 def test_render_draws_hr_branches_with_their_surviving_widths():
-    from src.architecture.genotype import genotype_of
-    from src.architecture.render import fabric_graph
+    from src.architecture.genotype.genotype import genotype_of
+    from src.architecture.visual.render import fabric_graph
+    from src.network_factory.from_genotype import run_fields
     from src.network_factory.registry import build_model
     from tests.test_hr_supernet import tiny_cfg as hr_cfg
     cfg = hr_cfg()
     cfg.MODEL.NAME = "hr_dense"
-    g = genotype_of(cfg, build_model(cfg))
+    g = genotype_of(run_fields(cfg), build_model(cfg))
     hr = dataclasses.replace(g.arch.hr.backbone, branches=(True, True, True, False))  # as after a dead-branch removal
     g = dataclasses.replace(g, arch=dataclasses.replace(g.arch, hr=dataclasses.replace(g.arch.hr, backbone=hr)))
     source = fabric_graph(g).source

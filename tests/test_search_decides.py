@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.architecture.arch_params import ArchMixin, new_arch_parameter
-from src.architecture.prune import Prune
 from src.config.defaults import get_default_config
 from src.search.collapse import dominant_eigenvalue
 from src.search.hypergradient import compute_hypergradient, unrolled_hypergradient
@@ -16,7 +15,7 @@ from src.search.selection import perturbation_scores
 from src.search.split import bilevel_split
 from src.search.strategies import build_strategy
 from tests.conftest import ROOT, tiny_train_opts
-from tests.test_prune_genotype import tiny_cfg
+from tests.test_prune_genotype import prune, tiny_cfg
 from tests.test_search import NUM_JOINTS, make_batch, make_cfg, make_model, pose_mse
 
 
@@ -152,7 +151,7 @@ def test_perturbation_scores_rank_by_loss_increase_and_leave_the_model_unchanged
         for e, ops in alphas[cell].items():
             assert sum(ops) == pytest.approx(1.0)
     cfg = tiny_cfg(**{"MODEL.PARTS.NUM": 1, "MODEL.NUM_JOINTS": NUM_JOINTS, "MODEL.INPUT_SIZE": [24, 32]})
-    derived, _ = Prune(model, cfg=cfg, scores=scores, log_fn=lambda s: None)
+    derived, _ = prune(model, cfg, scores=scores, log_fn=lambda s: None)
     assert derived(make_batch(0)["image"]).shape == model(make_batch(0)["image"]).shape
 
 

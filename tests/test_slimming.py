@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.architecture.hr_genotype import parse_hr_supernet
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.inverted_residual import InvertedResidual
-from src.architecture.shrink import Surgery, shrink_block
+from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.shrink import Surgery, shrink_block
+from src.architecture.hr.spec import parse_hr_supernet
+from src.architecture.hr.supernet import HRSupernet
 from src.network_factory.registry import build_model
 from src.search.slimming import build_slimmer
 from src.utils.flops import count_flops

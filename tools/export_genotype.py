@@ -7,7 +7,7 @@ Prints the prune report (what was removed, params and FLOPs saved).
 import argparse
 import sys
 
-from src.architecture.genotype import save_genotype
+from src.architecture.genotype.genotype import save_genotype
 from src.config.loader import load_config
 from src.engine.cli import run_cli
 from src.engine.search_outputs import genotype_from_checkpoint

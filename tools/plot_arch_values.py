@@ -7,8 +7,8 @@ Reads OUTPUT_DIR/arch_values.csv (op names from its config.yaml, part names from
 import argparse
 import sys
 
+from src.architecture.visual.arch_plot import plot_arch_values
 from src.engine.cli import run_cli
-from src.utils.arch_plot import plot_arch_values
 
 
 def main(argv=None) -> int:

@@ -9,8 +9,8 @@ is written instead, with the command that renders it.
 import argparse
 import sys
 
-from src.architecture.genotype import load_genotype
-from src.architecture.render import VIEWS, render_genotype
+from src.architecture.genotype.genotype import load_genotype
+from src.architecture.visual.render import VIEWS, render_genotype
 from src.config.loader import load_config
 from src.engine.cli import run_cli
 from src.engine.search_outputs import genotype_from_checkpoint

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.architecture.genotype import save_genotype
+from src.architecture.genotype.genotype import save_genotype
 from src.config.loader import load_config
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import run_cli

@@ -2,7 +2,7 @@
 
 A genotype JSON is input: it must not be able to ask for a network that cannot be allocated. Each bound is
 far above what the configs here use (shown in brackets) and far below what would exhaust a machine; the
-parser (src/architecture/genotype.py and the section parsers it calls) refuses a value outside its bound
+parser (src/architecture/genotype/genotype.py and the section parsers it calls) refuses a value outside its bound
 with a one-line error naming the field. Individually bounded sizes can still multiply into a large network,
 so the built network is also measured on the meta device (no memory) against MAX_PARAMS before it is
 allocated (src/network_factory/from_genotype.py); the module counts are bounded too (MAX_FABRIC_OPS, and the

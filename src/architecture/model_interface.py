@@ -2,7 +2,7 @@
 
 Every registered model derives from `ModelInterface` (src/network_factory/registry.py). The defaults are
 those of a model without a search space; a searchable model overrides `genotype()` (the typed architecture
-it owns, see genotype.py) and the classmethod `from_genotype(g, pretrained)` (the derived network of a parsed
+it owns, see genotype/genotype.py) and the classmethod `from_genotype(g, pretrained)` (the derived network of a parsed
 genotype; the registry dispatches on `g.model`), and `arch_table()` when it has arch parameters. Searchable
 backbones (the fabric backbone, the HR supernet) offer the same pair for their own section.
 """
@@ -13,7 +13,7 @@ from torch import nn
 from src.architecture.arch_params import ArchMixin
 
 if TYPE_CHECKING:
-    from src.architecture.genotype import Architecture, Genotype
+    from src.architecture.genotype.genotype import Architecture, Genotype
 
 
 class ModelInterface(ArchMixin):
@@ -33,7 +33,7 @@ class ModelInterface(ArchMixin):
         return {"model": self}
 
     def genotype(self) -> "Architecture":
-        """The typed architecture sections this model is described by (see genotype.py)."""
+        """The typed architecture sections this model is described by (see genotype/genotype.py)."""
         raise ValueError(f"{type(self).__name__} is not a searchable model: it has no genotype")
 
     @classmethod

@@ -18,7 +18,8 @@ import time
 from typing import Dict, List
 
 from src.architecture.arch_params import is_arch_name
-from src.architecture.genotype import genotype_of
+from src.architecture.genotype.genotype import genotype_of
+from src.network_factory.from_genotype import run_fields
 from src.search.collapse import dominant_eigenvalue
 from src.utils import distributed as dist_utils
 
@@ -87,7 +88,8 @@ class SlimmingHook(HookBase):
     def state_dict(self):
         state = {"slimmer": self.slimmer.state_dict()}
         if self.shrunk:
-            state["genotype"] = genotype_of(self.trainer.cfg, self.trainer.core).to_dict()  # weights_only-loadable
+            g = genotype_of(run_fields(self.trainer.cfg), self.trainer.core)
+            state["genotype"] = g.to_dict()  # weights_only-loadable
         return state
 
     def load_state_dict(self, state):

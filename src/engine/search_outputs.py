@@ -14,16 +14,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from src.architecture.arch_params import unwrap
-from src.architecture.genotype import genotype_fabrics, save_genotype
-from src.architecture.prune import prune_from_cfg
-from src.architecture.render import render_genotype
+from src.architecture.genotype.genotype import genotype_fabrics, save_genotype
+from src.architecture.genotype.prune import Prune
+from src.architecture.visual.arch_plot import plot_arch_values
+from src.architecture.visual.render import render_genotype
 from src.engine.checkpoint import load_model_weights
 from src.engine.model_report import compare_models
 from src.engine.pose_task import build_task
+from src.network_factory.from_genotype import run_fields
+from src.network_factory.registry import build_model
 from src.search.selection import perturbation_scores
 from src.search.split import bilevel_split
-from src.network_factory.registry import build_model
-from src.utils.arch_plot import plot_arch_values
 
 
 def arch_split_batches(cfg, task, count: int, device) -> List[dict]:
@@ -54,7 +55,9 @@ def selection_scores(cfg, model: nn.Module, log_fn: Callable[[str], None] = prin
 
 def derive(cfg, model: nn.Module, log_fn: Callable[[str], None] = print):
     """(derived model, genotype): Prune with the DERIVE.* settings and DERIVE.SELECTION."""
-    return prune_from_cfg(cfg, model, log_fn, scores=selection_scores(cfg, model, log_fn))
+    d = cfg.DERIVE
+    return Prune(model, run_fields(cfg), cfg.SEARCH.STRATEGY, ops_topk=d.OPS_TOPK, beta_threshold=d.BETA_THRESHOLD,
+                 beta_topk=d.BETA_TOPK, scores=selection_scores(cfg, model, log_fn), log_fn=log_fn)
 
 
 def genotype_from_checkpoint(cfg, ckpt_path: str, log_fn: Callable[[str], None] = print):

@@ -18,12 +18,12 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from src.architecture.fabric import Fabric, FabricSpec, rising_spec
+from src.architecture.fabric.fabric import Fabric, FabricSpec, rising_spec
 from src.architecture.fields import FieldError
-from src.architecture.hr_genotype import HRSupernetGenotype
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.operators import conv_bn
-from src.architecture.part_genotype import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
+from src.architecture.genotype.part import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
+from src.architecture.hr.spec import HRSupernetGenotype
+from src.architecture.hr.supernet import HRSupernet
+from src.architecture.layers import Stem, conv_bn
 from src.utils.registry import Registry
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
@@ -57,7 +57,7 @@ def backbone_from_genotype(b: Backbone, hr: Optional[HRSupernetGenotype], pretra
     """The backbone of a parsed part-model genotype (`hr`: its HR supernet section); `pretrained` (a local
     state dict) is loaded into a fixed backbone."""
     if b.name == STEM:
-        return Stem(b.out_channels[0])
+        return StemBackbone(b.out_channels[0])
     if b.name == FABRIC_BACKBONE:
         return FabricBackbone.from_genotype(b.fabric)
     if b.name == HR_BACKBONE:
@@ -93,14 +93,12 @@ def _scaled(channels: int, mult: float) -> int:
     return max(1, int(round(channels * mult)))
 
 
-class Stem(nn.Module):
-    """Image -> [one map at 1/4]: two 3x3 stride-2 conv + BN + ReLU."""
+class StemBackbone(nn.Module):
+    """The "stem" backbone: image -> [one map at 1/4] through the shared `Stem` (src/architecture/layers.py)."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, channels, 3, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
-                                  nn.Conv2d(channels, channels, 3, 2, 1, bias=False), nn.BatchNorm2d(channels),
-                                  nn.ReLU())
+        self.body = Stem(channels)
         self.out_channels = [channels]
 
     def forward(self, x: Tensor) -> List[Tensor]:
@@ -211,7 +209,7 @@ class FabricBackbone(nn.Module):
                  one_shot: bool = True, size_types=(4, 8, 16, 32), spec: Optional[FabricSpec] = None,
                  searchable: bool = True):
         super().__init__()
-        self.stem = Stem(size_types[0] * factor)
+        self.stem = StemBackbone(size_types[0] * factor)
         if spec is None:
             spec = rising_spec(list(size_types), factor, list(ops), layers, (0,), hidden_states_num, input_nodes_num)
         self.fabric = Fabric(spec, self.stem.out_channels, searchable=searchable, one_shot=one_shot)

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.architecture.layers import Stem, conv_bn
 from src.architecture.model_interface import ModelInterface
-from src.architecture.operators import conv_bn
 from src.network_factory.backbones import load_pretrained, register_backbone
 from src.network_factory.registry import register_model
 
@@ -30,7 +30,7 @@ class CompactResNet(nn.Module):
     def __init__(self, widths=(32, 64, 128, 192)):
         super().__init__()
         self.out_channels = list(widths)
-        self.stem = nn.Sequential(conv_bn(3, 32, 3, 2, relu=True), conv_bn(32, widths[0], 3, 2, relu=True))
+        self.stem = Stem(widths[0], mid=32)
         stages, cin = [], widths[0]
         for i, w in enumerate(widths):
             stages.append(nn.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)))

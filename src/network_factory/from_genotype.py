@@ -1,9 +1,10 @@
 """Build the derived network of a genotype, and start it from a supernet checkpoint's weights.
 
 `build_from_genotype(cfg, g)` takes the whole architecture from the parsed genotype (see
-src/architecture/genotype.py); the config only supplies run settings (and MODEL.PRETRAINED for a fixed
-backbone). Before anything is allocated: the fields that must agree with the config are checked
-(`check_config`), the registry picks the model class (`g.model`), and the network is built on the meta device
+src/architecture/genotype/genotype.py); the config only supplies run settings (and MODEL.PRETRAINED for a fixed
+backbone). `run_fields(cfg)` are the genotype's run-level fields a config implies: what a run writes into the
+genotypes it describes, and what a genotype must agree with. Before anything is allocated: those fields are
+checked (`check_config`), the registry picks the model class (`g.model`), and the network is built on the meta device
 (no memory) to check what needs its modules (a fixed backbone's channels) and its size against
 limits.MAX_PARAMS. Derived parameter names are a subset of the supernet's, so
 `inherit_weights(model, supernet_ckpt)` carries the searched weights over.
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from src.architecture.fields import FieldError
-from src.architecture.genotype import Genotype, load_genotype, parse_genotype
+from src.architecture.genotype.genotype import Dataset, Genotype, RunFields, joint_set, load_genotype, parse_genotype
 from src.architecture.limits import MAX_PARAMS
 from src.network_factory.registry import genotype_model
 from src.utils.distributed import is_main
@@ -22,15 +23,22 @@ from src.utils.flops import count_params
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
 
+def run_fields(cfg) -> RunFields:
+    """The run-level fields of the genotypes a run of `cfg` describes."""
+    k = int(cfg.MODEL.NUM_JOINTS)
+    return RunFields(cfg.MODEL.NAME, cfg.TASK, k, tuple(int(v) for v in cfg.MODEL.INPUT_SIZE),
+                     int(cfg.MODEL.HEATMAP_STRIDE), Dataset(cfg.DATASET.NAME, joint_set(k)))
+
+
 def check_config(g: Genotype, cfg) -> None:
     """The genotype's fields that must agree with the run's config."""
-    for field, value, key, want in (
-            ("task", g.task, "TASK", cfg.TASK),
-            ("num_joints", g.num_joints, "MODEL.NUM_JOINTS", int(cfg.MODEL.NUM_JOINTS)),
-            ("heatmap_stride", g.heatmap_stride, "MODEL.HEATMAP_STRIDE", int(cfg.MODEL.HEATMAP_STRIDE)),
-            ("input_size", list(g.input_size), "MODEL.INPUT_SIZE", [int(v) for v in cfg.MODEL.INPUT_SIZE])):
+    run = run_fields(cfg)
+    for field, key in (("task", "TASK"), ("num_joints", "MODEL.NUM_JOINTS"),
+                       ("heatmap_stride", "MODEL.HEATMAP_STRIDE"), ("input_size", "MODEL.INPUT_SIZE")):
+        value, want = getattr(g, field), getattr(run, field)
         if value != want:
-            raise FieldError(field, f"{value} but {key} is {want}")
+            shown = [list(v) if isinstance(v, tuple) else v for v in (value, want)]
+            raise FieldError(field, f"{shown[0]} but {key} is {shown[1]}")
 
 
 def check_size(model: nn.Module) -> None:

@@ -8,6 +8,8 @@ squash(v) = |v|^2 / (1 + |v|^2), in [0, 1).
 import torch
 from torch import Tensor, nn
 
+from src.architecture.genotype.part import HEAD_MODES
+
 
 def squash(v: Tensor, dim: int) -> Tensor:
     n2 = v.pow(2).sum(dim)
@@ -39,13 +41,15 @@ class VectorHead3D(nn.Module):
         return squash(self.conv3d(v.view(n, self.channels, self.vector_dim, h, w)), 2)
 
 
+VECTOR_HEADS = dict(zip(HEAD_MODES, (VectorHead2D, VectorHead3D)))  # one class per mode, in HEAD_MODES order
+
+
 def build_head(channels: int, num_joints: int, vector_in_pixel: bool = False, vector_dim: int = 8,
                mode: str = "2D") -> nn.Module:
     if not vector_in_pixel:
         return nn.Sequential(nn.ReLU(), nn.Conv2d(channels, num_joints, 1))
     if vector_dim < 1:
         raise ValueError(f"MODEL.PARTS.VECTOR_DIM must be >= 1, got {vector_dim}")
-    heads = {"2D": VectorHead2D, "3D": VectorHead3D}
-    if mode not in heads:
-        raise ValueError(f"MODEL.PARTS.CONVOLUTION_MODE must be '2D' or '3D', got '{mode}'")
-    return heads[mode](channels, num_joints, vector_dim)
+    if mode not in HEAD_MODES:
+        raise ValueError(f"MODEL.PARTS.CONVOLUTION_MODE must be one of {', '.join(HEAD_MODES)}, got '{mode}'")
+    return VECTOR_HEADS[mode](channels, num_joints, vector_dim)

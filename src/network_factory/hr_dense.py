@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.architecture.fields import FieldError
-from src.architecture.genotype import Architecture, Genotype
-from src.architecture.hr_genotype import BlockSpec, HRDenseGenotype
-from src.architecture.hr_supernet import HRSupernet, block_from_spec, fill_gates
-from src.architecture.inverted_residual import InvertedResidual
+from src.architecture.genotype.genotype import Architecture, Genotype
+from src.architecture.genotype.part import HR_BACKBONE
+from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.spec import BlockSpec, HRDenseGenotype
+from src.architecture.hr.supernet import HRSupernet, block_from_spec, fill_gates
 from src.architecture.model_interface import ModelInterface
-from src.architecture.part_genotype import HR_BACKBONE
 from src.network_factory.backbones import register_backbone
 from src.network_factory.registry import register_model
 

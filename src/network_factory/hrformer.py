@@ -10,13 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.architecture.hr.hrt_block import HRTBlock
+from src.architecture.layers import Stem, conv_bn, dw_sep_down
 from src.architecture.model_interface import ModelInterface
-from src.architecture.hrt_block import HRTBlock
 from src.network_factory.registry import register_model
-
-
-def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, bias: bool = False) -> List[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=bias), nn.BatchNorm2d(cout)]
 
 
 class Bottleneck(nn.Module):
@@ -28,10 +25,10 @@ class Bottleneck(nn.Module):
         super().__init__()
         cout = planes * self.expansion
         self.body = nn.Sequential(
-            *conv_bn(cin, planes, 1), nn.ReLU(inplace=True),
-            *conv_bn(planes, planes, 3, groups=planes if depthwise else 1), nn.ReLU(inplace=True),
+            *conv_bn(cin, planes, 1, relu=True),
+            *conv_bn(planes, planes, 3, groups=planes if depthwise else 1, relu=True),
             *conv_bn(planes, cout, 1))
-        self.down = nn.Sequential(*conv_bn(cin, cout, 1)) if cin != cout else None
+        self.down = conv_bn(cin, cout, 1) if cin != cout else None
 
     def forward(self, x):
         identity = x if self.down is None else self.down(x)
@@ -42,12 +39,6 @@ def bottleneck_layer(cin: int, planes: int, blocks: int, depthwise: bool = False
     layers = [Bottleneck(cin, planes, depthwise)]
     layers += [Bottleneck(planes * Bottleneck.expansion, planes, depthwise) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
-
-
-def dw_sep_down(cin: int, cout: int, relu: bool) -> nn.Sequential:
-    """Depthwise 3x3 stride 2 + BN, 1x1 + BN (+ ReLU): HRFormer's fusion downsampling step."""
-    return nn.Sequential(*conv_bn(cin, cin, 3, 2, groups=cin), *conv_bn(cin, cout, 1),
-                         *([nn.ReLU(inplace=True)] if relu else []))
 
 
 class HRTModule(nn.Module):
@@ -65,7 +56,7 @@ class HRTModule(nn.Module):
             row = nn.ModuleList()
             for j in range(nb):
                 if j > i:  # lower resolution source: 1x1 conv + BN, upsampled in forward
-                    row.append(nn.Sequential(*conv_bn(channels[j], channels[i], 1)))
+                    row.append(conv_bn(channels[j], channels[i], 1))
                 elif j == i:
                     row.append(nn.Identity())
                 else:  # higher resolution source: (i - j) depthwise-separable stride-2 steps
@@ -97,13 +88,12 @@ def transition(pre: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
     layers = nn.ModuleList()
     for i, c in enumerate(cur):
         if i < len(pre):
-            layers.append(nn.Identity() if pre[i] == c else
-                          nn.Sequential(*conv_bn(pre[i], c, 3), nn.ReLU(inplace=True)))
+            layers.append(nn.Identity() if pre[i] == c else conv_bn(pre[i], c, 3, relu=True))
         else:
             steps = []
             for k in range(i + 1 - len(pre)):
                 out = c if k == i - len(pre) else pre[-1]
-                steps += [*conv_bn(pre[-1], out, 3, 2), nn.ReLU(inplace=True)]
+                steps.extend(conv_bn(pre[-1], out, 3, 2, relu=True))
             layers.append(nn.Sequential(*steps))
     return layers
 
@@ -118,8 +108,7 @@ class HRFormerBackbone(nn.Module):
         if len(channels) != 4 or len(heads) != 4 or len(num_modules) != 3:
             raise ValueError("HRFormer needs 4 branch widths, 4 head counts and 3 stage module counts "
                              f"(got {list(channels)}, {list(heads)}, {list(num_modules)})")
-        self.stem = nn.Sequential(*conv_bn(3, stem_channels, 3, 2), nn.ReLU(inplace=True),
-                                  *conv_bn(stem_channels, stem_channels, 3, 2), nn.ReLU(inplace=True))
+        self.stem = Stem(stem_channels)
         self.layer1 = bottleneck_layer(stem_channels, stem_channels, stage1_blocks)
         # stochastic depth: one linear ramp over the block slots of stages 2-4 (shared across branches)
         slots = num_blocks * sum(num_modules)
@@ -156,11 +145,9 @@ class HRFormerClsHead(nn.Module):
         widths = [c * Bottleneck.expansion for c in head_channels]
         self.incre = nn.ModuleList(bottleneck_layer(cin, planes, 1, depthwise=True)
                                    for cin, planes in zip(in_channels, head_channels))
-        self.down = nn.ModuleList(
-            nn.Sequential(*conv_bn(widths[i], widths[i], 3, 2, groups=widths[i], bias=True),
-                          *conv_bn(widths[i], widths[i + 1], 1, bias=True), nn.ReLU(inplace=True))
-            for i in range(len(widths) - 1))
-        self.final = nn.Sequential(*conv_bn(widths[-1], final_channels, 1, bias=True), nn.ReLU(inplace=True))
+        self.down = nn.ModuleList(dw_sep_down(widths[i], widths[i + 1], relu=True, bias=True)
+                                  for i in range(len(widths) - 1))
+        self.final = conv_bn(widths[-1], final_channels, 1, bias=True, relu=True)
         self.classifier = nn.Linear(final_channels, num_classes)
 
     def forward(self, ys: List[torch.Tensor]) -> torch.Tensor:

@@ -5,7 +5,7 @@ the part's joints; the part outputs are scattered into [N, K, H/4, W/4] and join
 (P = 8) are averaged. Models: "part_cnf" (MODEL.BACKBONE + MODEL.FABRIC + MODEL.PARTS) and "fabric" (a
 PoseNFS Meta_Arch: a small stem, one full triangular fabric from layer 0 (CUT_LAYERS_NUM is ignored) and a
 head). The model owns its genotype: `genotype()` describes backbone, head and parts (typed, see
-src/architecture/part_genotype.py) and `PartCNF.from_genotype(g)` rebuilds the derived network;
+src/architecture/genotype/part.py) and `PartCNF.from_genotype(g)` rebuilds the derived network;
 `build_part_cnf(cfg, parts, specs, searchable=False)` builds one from explicit per-part fabric specs.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -13,13 +13,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from src.architecture.fabric import Fabric, FabricSpec, triangle_spec
+from src.architecture.fabric.fabric import Fabric, FabricSpec, triangle_spec
 from src.architecture.fields import FieldError
-from src.architecture.genotype import Architecture, Genotype
-from src.architecture.hr_supernet import HRSupernet
+from src.architecture.genotype.genotype import Architecture, Genotype
+from src.architecture.genotype.part import STEM, Backbone, Head, Part
+from src.architecture.hr.supernet import HRSupernet
 from src.architecture.model_interface import ModelInterface
-from src.architecture.part_genotype import STEM, Backbone, Head, Part
-from src.network_factory.backbones import FabricBackbone, Stem, backbone_from_genotype, build_backbone
+from src.network_factory.backbones import FabricBackbone, StemBackbone, backbone_from_genotype, build_backbone
 from src.network_factory.body_parts import body_parts
 from src.network_factory.heads import build_head
 from src.network_factory.registry import register_model
@@ -150,7 +150,7 @@ def _build_part_cnf(cfg) -> nn.Module:
 def _build_fabric(cfg) -> nn.Module:
     _check_stride(cfg)
     f = cfg.MODEL.FABRIC
-    stem = Stem(f.SIZE_TYPES[0] * f.FACTOR)
+    stem = StemBackbone(f.SIZE_TYPES[0] * f.FACTOR)
     spec = triangle_spec(list(f.SIZE_TYPES), f.FACTOR, list(f.OPERATIONS), f.DEPTH, 0, (0,), f.HIDDEN_STATES_NUM,
                          f.INPUT_NODES_NUM)
     k = cfg.MODEL.NUM_JOINTS

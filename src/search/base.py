@@ -1,8 +1,9 @@
 """The interface every search strategy implements, and the pieces they share.
 
-A strategy owns both optimizers and does one training iteration in `step`:
+A strategy owns both optimizers and does one training iteration in `step`. It takes values
+(`StrategySettings`); `build_strategy` (src/search/strategies.py) reads them from the config:
 
-    strategy = build_strategy(cfg, model, criterion)     # src/search/strategies.py
+    strategy = build_strategy(cfg, model, criterion)     # = STRATEGIES[name](strategy_settings(cfg), model, criterion)
     stats = strategy.step(weight_batch, arch_batch, arch_active=epoch >= cfg.SEARCH.WARMUP_EPOCHS)
 
 `model` may be wrapped in DDP; `unwrap(model)` has `arch_parameters()` / `weight_parameters()`.
@@ -14,7 +15,8 @@ Arch steps run forwards in train mode (batch statistics, as DARTS) on the unwrap
 `preserved_buffers`, so they never change a weight nor a BN running statistic.
 """
 from contextlib import contextmanager
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -22,25 +24,41 @@ from torch import nn
 from src.architecture.arch_params import unwrap
 
 
-def build_weight_optimizer(cfg, params) -> torch.optim.Optimizer:
-    """TRAIN.OPTIMIZER over `params` (tensors, or param-group dicts that may override lr / weight_decay)."""
+@dataclass(frozen=True)
+class StrategySettings:
+    """What the strategies and their optimizers use (the config key each comes from)."""
+    optimizer: str  # TRAIN.OPTIMIZER: adam, adamw or sgd, over the weights
+    lr: float  # TRAIN.LR
+    weight_decay: float  # TRAIN.WD
+    momentum: float  # TRAIN.MOMENTUM (sgd; nesterov when > 0)
+    grad_clip: float  # TRAIN.GRAD_CLIP: max norm of the weight gradients (0 = off)
+    arch_lr: float  # SEARCH.ARCH_LR
+    arch_betas: Tuple[float, float]  # SEARCH.ARCH_BETAS
+    arch_weight_decay: float  # SEARCH.ARCH_WD (decoupled, see build_arch_optimizer)
+    seed: int  # SEED: the random strategy's draw
+    hessian: str  # SEARCH.HESSIAN: exact or finite_difference (second order)
+    fd_eps: float  # SEARCH.FD_EPS (second order, finite_difference)
+
+
+def build_weight_optimizer(s: StrategySettings, params) -> torch.optim.Optimizer:
+    """`s.optimizer` over `params` (tensors, or param-group dicts that may override lr / weight_decay)."""
     params = list(params)
     if params and isinstance(params[0], dict):
         groups = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in params]
     else:
         groups = [{"params": [p for p in params if p.requires_grad]}]
-    name = cfg.TRAIN.OPTIMIZER.lower()
+    name = s.optimizer.lower()
     if name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WD)
+        return torch.optim.Adam(groups, lr=s.lr, weight_decay=s.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WD)
+        return torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
-                               weight_decay=cfg.TRAIN.WD, nesterov=cfg.TRAIN.MOMENTUM > 0)
-    raise ValueError(f"unknown TRAIN.OPTIMIZER '{cfg.TRAIN.OPTIMIZER}' (adam, adamw, sgd)")
+        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                               nesterov=s.momentum > 0)
+    raise ValueError(f"unknown TRAIN.OPTIMIZER '{s.optimizer}' (adam, adamw, sgd)")
 
 
-def build_arch_optimizer(cfg, params) -> torch.optim.Optimizer:
+def build_arch_optimizer(s: StrategySettings, params) -> torch.optim.Optimizer:
     """Adam over the arch parameters with SEARCH.ARCH_LR / ARCH_BETAS, and ARCH_WD as *decoupled* decay.
 
     DARTS adds ARCH_WD * alpha to the gradient (coupled L2) before Adam normalises it. That balance depends
@@ -48,8 +66,7 @@ def build_arch_optimizer(cfg, params) -> torch.optim.Optimizer:
     decay of 1e-3 (DARTS' value for a cross-entropy loss) pins |alpha| near 0.03 and the search never
     leaves uniform. Adam's step is invariant to the gradient's scale; decoupled decay (AdamW: alpha *=
     1 - lr * wd per step) is too, so the data, not the decay, moves alpha whatever the loss scale."""
-    return torch.optim.AdamW(list(params), lr=cfg.SEARCH.ARCH_LR, betas=tuple(cfg.SEARCH.ARCH_BETAS),
-                             weight_decay=cfg.SEARCH.ARCH_WD)
+    return torch.optim.AdamW(list(params), lr=s.arch_lr, betas=s.arch_betas, weight_decay=s.arch_weight_decay)
 
 
 class NonFiniteError(RuntimeError):
@@ -82,8 +99,8 @@ class SearchStrategy:
     trains_arch = False  # arch parameters change (through either optimizer)
     arch_in_weight_optimizer = False  # True only for `sync`: one optimizer over weights and arch
 
-    def __init__(self, cfg, model: nn.Module, criterion):
-        self.cfg = cfg
+    def __init__(self, settings: StrategySettings, model: nn.Module, criterion):
+        self.settings = settings
         self.model = model
         self.core = unwrap(model)
         self.criterion = criterion
@@ -95,7 +112,7 @@ class SearchStrategy:
                 p.requires_grad_(self.trains_arch)
         if not self.trains_arch:
             self.init_arch_values()
-        self.weight_optimizer = build_weight_optimizer(cfg, self.weight_optimizer_params())
+        self.weight_optimizer = build_weight_optimizer(settings, self.weight_optimizer_params())
 
     def rebind(self, model: nn.Module) -> None:
         """Follow a new wrapper of the same (possibly shrunk) network; the optimizers keep their state."""
@@ -123,10 +140,10 @@ class SearchStrategy:
         return {"loss": loss.item()}
 
     def apply_weight_grads(self) -> None:
-        """Clip (TRAIN.GRAD_CLIP) and step the weight optimizer on the `.grad`s in place; drop arch grads."""
-        if self.cfg.TRAIN.GRAD_CLIP > 0:
+        """Clip (`grad_clip`) and step the weight optimizer on the `.grad`s in place; drop arch grads."""
+        if self.settings.grad_clip > 0:
             params = [p for g in self.weight_optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.GRAD_CLIP)
+            torch.nn.utils.clip_grad_norm_(params, self.settings.grad_clip)
         self.weight_optimizer.step()
         if not self.arch_in_weight_optimizer:
             for p in self.core.arch_parameters():

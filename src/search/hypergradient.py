@@ -11,7 +11,7 @@ hypergradient is
 Only weights are unrolled, never alpha/beta. Both modes compute z by a VJP through the virtual step and
 differ in the Hessian-vector product (dg/dalpha)^T z = grad_alpha <g, z>:
 - `exact` (default): a double backward through the weight-batch graph (g is computed with `create_graph`).
-  Fabric depthwise convolutions use `DepthwiseConv2d` (src/architecture/depthwise.py), whose backward is
+  Fabric depthwise convolutions use `DepthwiseConv2d` (src/architecture/fabric/depthwise.py), whose backward is
   cheap to differentiate; PyTorch's own grouped-conv double backward loops over channels.
 - `finite_difference` (DARTS): [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = FD_EPS / ||z||
   (the perturbation R z has norm FD_EPS); the perturbed passes ask autograd for alpha gradients only.

@@ -21,8 +21,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from src.architecture.fabric import Fabric
-from src.architecture.prune import fabric_weights, is_searchable
+from src.architecture.fabric.fabric import Fabric
+from src.architecture.genotype.prune import fabric_weights, is_searchable
 from src.search.base import preserved_buffers
 
 MASKED = -1e9  # logit of a removed candidate: softmax weight exactly 0 in float32

@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import unwrap
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.inverted_residual import InvertedResidual
-from src.architecture.shrink import Surgery, prune_dead_structure, shrink_block
+from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.shrink import Surgery, prune_dead_structure, shrink_block
+from src.architecture.hr.supernet import HRSupernet
 from src.utils.distributed import is_main
 from src.utils.flops import flop_counts
 

@@ -8,6 +8,7 @@ first_order_gradient   bilevel: an Adam arch step on the arch batch (weights fix
 second_order_gradient  bilevel with the DARTS unrolled hypergradient (src/search/hypergradient.py); the
                        weight step reuses the weight-batch gradient of the virtual step
 
+Strategies take values (`StrategySettings`); `build_strategy` reads them from the config (`strategy_settings`).
 Bilevel strategies take the arch batch from the arch split (src/search/split.py); while not `arch_active`
 (SEARCH.WARMUP_EPOCHS) only the weight step runs, on the weight batch. Under DDP arch gradients are
 averaged explicitly (autograd on the unwrapped module bypasses DDP's hooks), so all ranks keep the same
@@ -19,7 +20,8 @@ from typing import Dict, List
 
 import torch
 
-from src.search.base import SearchStrategy, build_arch_optimizer, check_finite, preserved_buffers
+from src.search.base import (SearchStrategy, StrategySettings, build_arch_optimizer, check_finite,
+                             preserved_buffers)
 from src.search.hypergradient import MODES, compute_hypergradient
 from src.utils.distributed import all_reduce_mean_, broadcast_
 
@@ -28,8 +30,8 @@ class RandomStrategy(SearchStrategy):
     name = "random"
 
     def init_arch_values(self) -> None:
-        """N(0, 1) logits from a generator seeded with cfg.SEED, drawn in `named_arch_parameters` order."""
-        gen = torch.Generator().manual_seed(self.cfg.SEED)
+        """N(0, 1) logits from a generator seeded with `seed` (SEED), drawn in `named_arch_parameters` order."""
+        gen = torch.Generator().manual_seed(self.settings.seed)
         with torch.no_grad():
             for p in self.core.arch_parameters():
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
@@ -42,8 +44,8 @@ class SyncStrategy(SearchStrategy):
 
     def weight_optimizer_params(self):
         return [{"params": self.core.weight_parameters()},
-                {"params": self.core.arch_parameters(), "lr": self.cfg.SEARCH.ARCH_LR,
-                 "weight_decay": self.cfg.SEARCH.ARCH_WD}]
+                {"params": self.core.arch_parameters(), "lr": self.settings.arch_lr,
+                 "weight_decay": self.settings.arch_weight_decay}]
 
 
 class FirstOrderStrategy(SearchStrategy):
@@ -53,9 +55,9 @@ class FirstOrderStrategy(SearchStrategy):
     uses_arch_split = True
     trains_arch = True
 
-    def __init__(self, cfg, model, criterion):
-        super().__init__(cfg, model, criterion)
-        self.arch_optimizer = build_arch_optimizer(cfg, self.core.arch_parameters())
+    def __init__(self, settings: StrategySettings, model, criterion):
+        super().__init__(settings, model, criterion)
+        self.arch_optimizer = build_arch_optimizer(settings, self.core.arch_parameters())
 
     def apply_arch_grads(self, grads: List[torch.Tensor]) -> float:
         """Step the arch optimizer on `grads` (already averaged over ranks); returns their norm."""
@@ -96,17 +98,17 @@ class SecondOrderStrategy(FirstOrderStrategy):
 
     name = "second_order_gradient"
 
-    def __init__(self, cfg, model, criterion):
-        if cfg.SEARCH.HESSIAN not in MODES:
-            raise ValueError(f"unknown SEARCH.HESSIAN '{cfg.SEARCH.HESSIAN}' ({', '.join(MODES)})")
-        super().__init__(cfg, model, criterion)
+    def __init__(self, settings: StrategySettings, model, criterion):
+        if settings.hessian not in MODES:
+            raise ValueError(f"unknown SEARCH.HESSIAN '{settings.hessian}' ({', '.join(MODES)})")
+        super().__init__(settings, model, criterion)
 
     def bilevel_step(self, weight_batch, arch_batch) -> Dict[str, float]:
         if getattr(self.model, "broadcast_buffers", False):  # what the DDP forward we bypass would do
             broadcast_(list(self.core.buffers()), src=0)
+        s = self.settings
         hyper = compute_hypergradient(self.core, self.criterion, self.weight_optimizer, weight_batch,
-                                      arch_batch, self.cfg.SEARCH.HESSIAN, self.cfg.SEARCH.FD_EPS,
-                                      self.cfg.TRAIN.GRAD_CLIP)
+                                      arch_batch, s.hessian, s.fd_eps, s.grad_clip)
         grad_norm = self.apply_arch_grads(hyper.arch_grads)
         self.weight_optimizer.zero_grad(set_to_none=True)
         weights = [p for p in self.core.weight_parameters() if p.requires_grad]
@@ -120,9 +122,16 @@ STRATEGIES = {cls.name: cls for cls in (SearchStrategy, RandomStrategy, SyncStra
                                         FirstOrderStrategy, SecondOrderStrategy)}
 
 
+def strategy_settings(cfg) -> StrategySettings:
+    """The TRAIN.*, SEARCH.* and SEED values a strategy uses."""
+    t, s = cfg.TRAIN, cfg.SEARCH
+    return StrategySettings(t.OPTIMIZER, t.LR, t.WD, t.MOMENTUM, t.GRAD_CLIP, s.ARCH_LR, tuple(s.ARCH_BETAS), s.ARCH_WD,
+                            cfg.SEED, s.HESSIAN, s.FD_EPS)
+
+
 def build_strategy(cfg, model, criterion) -> SearchStrategy:
-    """The strategy named by cfg.SEARCH.STRATEGY (train.py --search NAME sets it)."""
+    """The strategy named by cfg.SEARCH.STRATEGY (train.py --search NAME sets it), with the config's values."""
     name = str(cfg.SEARCH.STRATEGY).lower()
     if name not in STRATEGIES:
         raise ValueError(f"unknown SEARCH.STRATEGY '{cfg.SEARCH.STRATEGY}' ({', '.join(STRATEGIES)})")
-    return STRATEGIES[name](cfg, model, criterion)
+    return STRATEGIES[name](strategy_settings(cfg), model, criterion)

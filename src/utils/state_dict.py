@@ -1,4 +1,6 @@
-"""Reading checkpoints and state dicts: one place for `torch.load(weights_only=True)` and its one-line errors."""
+"""Reading checkpoints and state dicts: one place for `torch.load(weights_only=True)`, its one-line errors, and
+the key map of modules that were renamed, so that checkpoints written before a rename still load."""
+import re
 from typing import Dict, Iterable
 
 import torch
@@ -19,10 +21,22 @@ def read_checkpoint(path: str, label: str = "checkpoint") -> dict:
     return state
 
 
+# old state-dict key part -> new, applied to every checkpoint read through `tensor_state` (resume, test, --inherit,
+# MODEL.PRETRAINED): the compact ResNet's stem (model "baseline", backbone "compact_resnet") was two nested
+# conv_bn blocks and is now the flat shared `Stem` of src/architecture/layers.py (conv, BN, ReLU, conv, BN, ReLU).
+RENAMED_KEYS = {"stem.0.0.": "stem.0.", "stem.0.1.": "stem.1.", "stem.1.0.": "stem.3.", "stem.1.1.": "stem.4."}
+_RENAMED = re.compile(r"(?:^|(?<=\.))(" + "|".join(map(re.escape, RENAMED_KEYS)) + ")")
+
+
+def renamed_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """`state` with the old key parts of RENAMED_KEYS replaced by the new ones (other keys unchanged)."""
+    return {_RENAMED.sub(lambda m: RENAMED_KEYS[m[1]], k, count=1): v for k, v in state.items()}
+
+
 def tensor_state(state: dict, path: str, label: str = "checkpoint",
                  strip: Iterable[str] = ("module.",)) -> Dict[str, torch.Tensor]:
     """The model tensors inside a checkpoint (`model` or `state_dict` entry, or the dict itself), prefixes
-    such as DDP's `module.` stripped."""
+    such as DDP's `module.` stripped and renamed keys mapped (RENAMED_KEYS)."""
     for key in ("model", "state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -31,7 +45,7 @@ def tensor_state(state: dict, path: str, label: str = "checkpoint",
         raise ValueError(f"{label} {path} holds no model state dict of tensors")
     for prefix in strip:
         state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-    return state
+    return renamed_keys(state)
 
 
 def load_matching(module: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, int]:

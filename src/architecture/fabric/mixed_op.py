@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from src.architecture.operators import build_op
+from src.architecture.fabric.op_registry import build_op
 
 
 class MixedOp(nn.Module):

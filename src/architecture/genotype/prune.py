@@ -1,6 +1,6 @@
 """Derive the searched architecture: keep the chosen cells, inputs and ops of every searchable fabric.
 
-Rule (config DERIVE.OPS_TOPK / BETA_THRESHOLD / BETA_TOPK):
+Rule (`ops_topk`, `beta_threshold`, `beta_topk`: the config's DERIVE.*, read by src/engine/search_outputs.py):
 - ops: each edge keeps its `ops_topk` ops of largest softmaxed alpha; `zero` is never kept (it adds nothing).
 - cells: walking back from each fabric's output cells, a kept cell keeps an input when its softmaxed beta
   is above `beta_threshold` or among its `beta_topk` largest (at least the largest); the cells read through
@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from src.architecture.arch_params import unwrap
-from src.architecture.cell import CellSpec
-from src.architecture.fabric import Fabric, FabricSpec, prune_unreachable
-from src.architecture.genotype import Genotype, genotype_of, search_records
-from src.architecture.search_record import FabricRecord, PruneStats, SearchRecord
+from src.architecture.fabric.cell import CellSpec
+from src.architecture.fabric.fabric import Fabric, FabricSpec, prune_unreachable
+from src.architecture.genotype.genotype import Genotype, RunFields, genotype_of, search_records
+from src.architecture.genotype.search_record import FabricRecord, PruneStats, SearchRecord
 from src.utils.flops import count_flops, count_params
 
 logger = logging.getLogger(__name__)
@@ -102,14 +102,15 @@ def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
-def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = True, ops_topk: int = 1,  # noqa: N802
-          beta_threshold: float = 0.2, beta_topk: int = 1, *, cfg, scores: Optional[Dict[str, tuple]] = None,
+def Prune(model: nn.Module, run: RunFields, strategy: str, prune_cells: bool = True,  # noqa: N802
+          prune_operations: bool = True, ops_topk: int = 1, beta_threshold: float = 0.2, beta_topk: int = 1, *,
+          scores: Optional[Dict[str, tuple]] = None,
           log_fn: Optional[Callable[[str], None]] = None) -> Tuple[nn.Module, Genotype]:
-    """(derived model, genotype) of a searched model. `cfg` supplies the genotype's run-level fields and the
-    input size at which the savings in FLOPs are measured; the report goes to `log_fn` (default: logging).
-    `scores` {fabric path: (betas, alphas)} rank inputs and ops instead of the softmaxed values."""
+    """(derived model, genotype) of a model searched by `strategy`. `run` gives the genotype's run-level fields
+    and the input size at which the savings in FLOPs are measured; the report goes to `log_fn` (default:
+    logging). `scores` {fabric path: (betas, alphas)} rank inputs and ops instead of the softmaxed values."""
     if ops_topk < 1:
-        raise ValueError(f"DERIVE.OPS_TOPK must be >= 1, got {ops_topk}")
+        raise ValueError(f"ops_topk (DERIVE.OPS_TOPK) must be >= 1, got {ops_topk}")
     core = unwrap(model)
     derived = copy.deepcopy(core)
     records = {}
@@ -125,22 +126,14 @@ def Prune(model: nn.Module, prune_cells: bool = True, prune_operations: bool = T
         if missing:
             raise RuntimeError(f"derived fabric {path} has weights the supernet lacks: {missing[:3]}")
         _replace(derived, path, new.train(fabric.training))
-    w, h = cfg.MODEL.INPUT_SIZE
-    shape = (1, 3, int(h), int(w))
+    w, h = run.input_size
+    shape = (1, 3, h, w)
     stats = PruneStats(prune_cells, prune_operations, ops_topk, float(beta_threshold), beta_topk,
                        {"supernet": count_params(core), "derived": count_params(derived)},
                        {"supernet": count_flops(core, shape), "derived": count_flops(derived, shape)})
-    genotype = genotype_of(cfg, derived, search=SearchRecord(cfg.SEARCH.STRATEGY, stats, records))
+    genotype = genotype_of(run, derived, search=SearchRecord(strategy, stats, records))
     (log_fn or logger.info)(prune_report(genotype))
     return derived, genotype
-
-
-def prune_from_cfg(cfg, model: nn.Module, log_fn: Optional[Callable[[str], None]] = None,
-                   scores: Optional[Dict[str, tuple]] = None) -> Tuple[nn.Module, Genotype]:
-    """`Prune` with the DERIVE.* settings of the config (`scores`: see `Prune`)."""
-    p = cfg.DERIVE
-    return Prune(model, ops_topk=p.OPS_TOPK, beta_threshold=p.BETA_THRESHOLD, beta_topk=p.BETA_TOPK, cfg=cfg,
-                 scores=scores, log_fn=log_fn)
 
 
 def _pct(before: int, after: int) -> str:

@@ -1,7 +1,6 @@
 """Candidate operations of a fabric edge and the fixed cross-scale connections of a cell.
 
-Operations live in a registry by name: `OPS[name](C, stride) -> nn.Module` maps C channels to C channels
-(spatial size kept at stride 1, (h - 1) // 2 + 1 at stride 2). New ops register with `@register_op(name)`.
+The operations register by name in the op registry (op_registry.py: `OPS[name](C, stride) -> nn.Module`).
 Convolutions follow PoseNFS: conv -> BN(affine=False) -> ReLU; pooling is followed by an affine-free BN.
 An op class with `is_zero = True` outputs zeros, so a mixed op may skip running it.
 
@@ -14,22 +13,9 @@ from typing import List, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.depthwise import DepthwiseConv2d
-from src.utils.registry import Registry
-
-OPS = Registry("operation")  # name -> factory(C, stride) -> nn.Module
-register_op = OPS.register
-
-
-def build_op(name: str, channels: int, stride: int = 1) -> nn.Module:
-    return OPS.get_builder(name)(channels, stride)
-
-
-def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True,
-            relu: bool = False) -> nn.Sequential:
-    """Conv (no bias) + BN (+ ReLU), padding kernel // 2."""
-    layers = [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out, affine=affine)]
-    return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
+from src.architecture.fabric.depthwise import DepthwiseConv2d
+from src.architecture.fabric.op_registry import register_op
+from src.architecture.layers import conv_bn
 
 
 class Zero(nn.Module):
@@ -48,7 +34,7 @@ class Zero(nn.Module):
 
 def _dw_pw(c: int, kernel: int, stride: int, dilation: int) -> List[nn.Module]:
     """Depthwise k x k (dilated) -> pointwise 1x1 -> BN(affine=False) -> ReLU (the depthwise conv with a
-    cheap double backward, for the exact hypergradient: src/architecture/depthwise.py)."""
+    cheap double backward, for the exact hypergradient: src/architecture/fabric/depthwise.py)."""
     return [DepthwiseConv2d(c, kernel, stride, dilation), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c, affine=False), nn.ReLU(inplace=False)]
 
 
@@ -121,5 +107,3 @@ class UpsampleConnect(nn.Module):
 
 
 CONNECTIONS = {"same": SameConnect, "finer": ReduceConnect, "coarser": UpsampleConnect}
-
-import src.architecture.hrt_block  # noqa: E402,F401  (registers the "hrt_window_attention" operation)

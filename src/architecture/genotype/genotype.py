@@ -9,38 +9,40 @@ JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
               "fabric": <FabricSpec dict, only for the searchable "fabric" backbone>},
  "head": {"vector_in_pixel": true, "vector_dim": 8, "mode": "2D"},
  "parts": [{"name": "head", "joints": [0, 1, 2, 3, 4], "fabric": <FabricSpec dict>}, ...],
- "hr": <HR supernet section (backbone "hr_supernet") or hr_dense section (model "hr_dense"), hr_genotype.py>,
+ "hr": <HR supernet section (backbone "hr_supernet") or hr_dense section (model "hr_dense"),
+        src/architecture/hr/spec.py>,
  "search": {"strategy": .., "prune": {settings, params, flops},
             "fabrics": {"parts.0.fabric": {"fabric": <supernet spec>, "beta": {cell: [softmax per input]},
                                            "alpha": {cell: {edge: [softmax per op]}}}, ...}}}
 ```
-A part model has backbone, head and parts (part_genotype.py); an hr_dense model has no parts and its "hr"
+A part model has backbone, head and parts (part.py); an hr_dense model has no parts and its "hr"
 section. A part's fabric spec lists its kept cells, their kept inputs with `input_weights` and kept ops per
-edge with `op_weights` (the softmax values that chose them, renormalised; see src/architecture/prune.py).
+edge with `op_weights` (the softmax values that chose them, renormalised; see prune.py).
 "search" (optional) is provenance (search_record.py); the build ignores it.
 
 Parsed once, at load (`load_genotype`, `parse_genotype`), section by section, each field type-checked and
-bounded (limits.py) and the sections checked against each other; errors are one-line `FieldError`s naming
-the field, e.g. "genotype field 'parts[1].fabric.cells[2].inputs': ...". Consumers (build, render, prune
-report, export) take the typed `Genotype` and trust it. `genotype_of(cfg, model)` describes a model: the
-run-level fields from the config, the architecture from the model's own `genotype()`.
+bounded (src/architecture/limits.py) and the sections checked against each other; errors are one-line
+`FieldError`s naming the field, e.g. "genotype field 'parts[1].fabric.cells[2].inputs': ...". Consumers (build,
+render, prune report, export) take the typed `Genotype` and trust it. `genotype_of(run, model)` describes a model:
+the run-level fields (`RunFields`, read from the config by the caller), the architecture from the model's own
+`genotype()`.
 """
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Dict, List, Optional, Tuple
 
 from torch import nn
 
 from src.architecture.arch_params import unwrap
-from src.architecture.fabric_spec import FabricSpec
+from src.architecture.fabric.spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, check_format
-from src.architecture.hr_genotype import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
+from src.architecture.genotype.part import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
+                                            parse_part)
+from src.architecture.genotype.search_record import FabricRecord, SearchRecord, parse_search
+from src.architecture.hr.spec import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
 from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
                                      MAX_PARTS)
-from src.architecture.part_genotype import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
-                                            parse_part)
-from src.architecture.search_record import FabricRecord, SearchRecord, parse_search
 from src.utils.atomic import write_json_atomic
 
 GENOTYPE_FORMAT = "fabricnas.genotype/1"
@@ -79,15 +81,20 @@ class Architecture:
 
 
 @dataclass(frozen=True)
-class Genotype:
+class RunFields:
+    """The run-level fields of a genotype: what the run says (its config), not the model."""
     model: str  # registered model name (src/network_factory/registry.py dispatches on it)
     task: str
     num_joints: int
     input_size: Tuple[int, int]  # [width, height]
     heatmap_stride: int
     dataset: Dataset
+
+
+@dataclass(frozen=True)
+class Genotype(RunFields):
     arch: Architecture
-    search: Optional[SearchRecord] = field(default=None)
+    search: Optional[SearchRecord] = None
 
     def to_dict(self) -> dict:
         d = {"format": GENOTYPE_FORMAT, "model": self.model, "task": self.task, "num_joints": self.num_joints,
@@ -156,14 +163,16 @@ def parse_genotype(value) -> Genotype:
 
 
 # ------------------------------------------------------------------ describe a model
-def genotype_of(cfg, model: nn.Module, search: Optional[SearchRecord] = None) -> Genotype:
-    """The genotype of `model` (its own `genotype()`: a derived part model, an HR model); run-level fields
-    (model name, input size, heatmap stride, dataset) come from `cfg`. Checked like a loaded one, so that
-    what is described can be loaded."""
-    k = int(cfg.MODEL.NUM_JOINTS)
-    g = Genotype(cfg.MODEL.NAME, cfg.TASK, k, tuple(int(v) for v in cfg.MODEL.INPUT_SIZE),
-                 int(cfg.MODEL.HEATMAP_STRIDE), Dataset(cfg.DATASET.NAME, JOINT_SETS.get(k, f"{k} joints")),
-                 unwrap(model).genotype(), search)
+def joint_set(num_joints: int) -> str:
+    """The name of the joint set of `num_joints` keypoints ("coco", "mpii", else "<k> joints")."""
+    return JOINT_SETS.get(num_joints, f"{num_joints} joints")
+
+
+def genotype_of(run: RunFields, model: nn.Module, search: Optional[SearchRecord] = None) -> Genotype:
+    """The genotype of `model` (its own `genotype()`: a derived part model, an HR model) with the run-level
+    fields of `run` (a genotype's do too). Checked like a loaded one, so that what is described can be loaded."""
+    g = Genotype(**{f.name: getattr(run, f.name) for f in fields(RunFields)}, arch=unwrap(model).genotype(),
+                 search=search)
     return parse_genotype(g.to_dict())
 
 

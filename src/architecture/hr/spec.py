@@ -2,7 +2,7 @@
 
 - `HRSupernetGenotype` ("format": "fabricnas.hr_supernet/1"): stem and branch widths, blocks per stage and
   branch, token grid, which branches are alive, and a `BlockSpec` per surviving block, keyed by its module
-  path (see hr_layout.py). Written by `HRSupernet.genotype()`, the section "hr" of a part model on the HR
+  path (see layout.py). Written by `HRSupernet.genotype()`, the section "hr" of a part model on the HR
   supernet backbone, and the backbone of:
 - `HRDenseGenotype` ("format": "fabricnas.hr_dense/1"): the supernet, the dense head block, the joints.
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Dict, Optional, Tuple, Union
 
 from src.architecture.fields import FieldError, Obj, as_ints, check_format, join, shown
-from src.architecture.hr_layout import BlockSlot, check_stage_blocks, hr_layout
-from src.architecture.inverted_residual import SKIPS
+from src.architecture.hr.inverted_residual import SKIPS
+from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
 from src.architecture.limits import (MAX_CHANNELS, MAX_HIDDEN_CHANNELS, MAX_HR_BLOCKS, MAX_HR_BRANCHES,
                                      MAX_HR_STAGES, MAX_HRT_WINDOW, MAX_JOINTS, MAX_KERNEL, MAX_KERNEL_PATHS,
                                      MAX_TOKEN_GRID, MAX_TOKENS)
@@ -155,7 +155,8 @@ def parse_hr_supernet(value, path: str = "") -> HRSupernetGenotype:
     slots = {slot.name: slot for stage in hr_layout(stem, widths, stages, n) for slot in stage.slots()}
     unknown = [name for name in raw if name not in slots]
     if unknown:
-        raise FieldError(join(field, unknown[0]), "is not a block of this network (see hr_layout.py)")
+        raise FieldError(join(field, unknown[0]),
+                         "is not a block of this network (see src/architecture/hr/layout.py)")
     blocks = {}
     for name, slot in slots.items():
         if name in raw:

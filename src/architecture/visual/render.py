@@ -14,11 +14,11 @@ from typing import Dict, List, Optional, Tuple
 
 import graphviz
 
-from src.architecture.cell import SCALE_OFFSET, CellSpec, cell_name, edge_layout
-from src.architecture.fabric_spec import FabricSpec
-from src.architecture.genotype import Genotype, search_records
-from src.architecture.hr_genotype import HRDenseGenotype, HRGenotype
-from src.architecture.search_record import FabricRecord
+from src.architecture.fabric.cell import SCALE_OFFSET, CellSpec, cell_name, edge_layout
+from src.architecture.fabric.spec import FabricSpec
+from src.architecture.genotype.genotype import Genotype, search_records
+from src.architecture.genotype.search_record import FabricRecord
+from src.architecture.hr.spec import HRDenseGenotype, HRGenotype
 from src.utils.atomic import atomic_write
 
 VIEWS = ("derived", "supernet")

@@ -10,7 +10,7 @@ Every block is an `InvertedResidual`; its name is its module path (e.g. `stages.
 `stages.3.parallel.0.1`), the key of the genotype and of `MODEL.HR.TRANSFORMER_BLOCKS` patterns. Parallel
 blocks matching a `MODEL.HR.HRT_BLOCKS` pattern end with an HRFormer block (window attention + ConvFFN).
 
-Shrinking (`src/architecture/shrink.py`) may remove the top branches: a removed branch b returns its
+Shrinking (`src/architecture/hr/shrink.py`) may remove the top branches: a removed branch b returns its
 constant value (buffer `dead_branch_{b}`) at its usual size, so the output is always one map per branch.
 """
 import fnmatch
@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.hr_genotype import BlockSpec, HRSupernetGenotype
-from src.architecture.hr_layout import BlockSlot, check_stage_blocks, hr_layout
-from src.architecture.hrt_block import default_num_heads
-from src.architecture.inverted_residual import InvertedResidual
+from src.architecture.hr.hrt_block import default_num_heads
+from src.architecture.hr.inverted_residual import InvertedResidual
+from src.architecture.hr.layout import BlockSlot, check_stage_blocks, hr_layout
+from src.architecture.hr.spec import BlockSpec, HRSupernetGenotype
+from src.architecture.layers import Stem
 
 DEFAULT_STAGE_BLOCKS = ((1,), (2, 2), (2, 2, 3), (2, 2, 3, 4), (2, 2, 3, 4))
 
@@ -88,7 +89,7 @@ class HRSupernet(nn.Module):
     channels, and `tokens` transformer tokens when its name matches a `transformer_blocks` pattern; a
     parallel block matching an `hrt_blocks` pattern ends with an HRT block (default_num_heads(width) heads,
     `hrt_window` windows, FFN of round(hrt_mlp_ratio * width) channels). With `arch` (a parsed genotype
-    section, see hr_genotype.py) the blocks, edges and branches are exactly those it lists. Gates start at `gate_init`
+    section, see spec.py) the blocks, edges and branches are exactly those it lists. Gates start at `gate_init`
     (see `fill_gates`).
     """
 
@@ -107,9 +108,7 @@ class HRSupernet(nn.Module):
         self.stage_blocks = [[int(n) for n in s] for s in stage_blocks]
         self.out_channels = list(self.widths)
         self.num_branches = len(self.widths) if arch is None else arch.num_branches
-        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_channels),
-                                  nn.ReLU(), nn.Conv2d(stem_channels, stem_channels, 3, 2, 1, bias=False),
-                                  nn.BatchNorm2d(stem_channels), nn.ReLU())
+        self.stem = Stem(stem_channels)
         built: List[str] = []
 
         def block(slot: BlockSlot) -> Optional[InvertedResidual]:
@@ -171,5 +170,5 @@ class HRSupernet(nn.Module):
 
     @classmethod
     def from_genotype(cls, g: HRSupernetGenotype) -> "HRSupernet":
-        """The supernet a parsed section describes (see hr_genotype.parse_hr)."""
+        """The supernet a parsed section describes (see spec.parse_hr)."""
         return cls(g.stem_channels, g.widths, g.stage_blocks, grid=g.grid, arch=g)

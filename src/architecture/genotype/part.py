@@ -2,7 +2,7 @@
 their parsers.
 
 - `Backbone`: name, width multiplier, output channels, and the fabric of the searchable "fabric" backbone
-  (the HR supernet backbone's description is the genotype's "hr" section, see hr_genotype.py).
+  (the HR supernet backbone's description is the genotype's "hr" section, see src/architecture/hr/spec.py).
 - `Head`: the part heads' settings.  `Part`: name, joints, derived fabric.
 `check_part_model` checks what the sections must agree on: every backbone maps an image to maps at
 `BACKBONE_STRIDES` (a stem: the first only), so a part fabric's rows must be at those strides, read only
@@ -12,14 +12,14 @@ section describes; every joint belongs to a part.
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from src.architecture.fabric_spec import FabricSpec
+from src.architecture.fabric.spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, join
-from src.architecture.hr_genotype import HRGenotype, HRSupernetGenotype
+from src.architecture.hr.spec import HRGenotype, HRSupernetGenotype
 from src.architecture.limits import MAX_CHANNELS, MAX_JOINTS, MAX_VECTOR_DIM, MAX_WIDTH_MULT
 
 STEM, FABRIC_BACKBONE, HR_BACKBONE = "stem", "fabric", "hr_supernet"  # backbones with their own description
 BACKBONE_STRIDES = (4, 8, 16, 32)  # strides of a backbone's maps
-HEAD_MODES = ("2D", "3D")
+HEAD_MODES = ("2D", "3D")  # vector-in-pixel head kinds (src/network_factory/heads.py builds one per mode)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.architecture.hr_supernet import HRSupernet
-from src.architecture.inverted_residual import HRTPart, InvertedResidual, KernelPath
-from src.architecture.transformer import TokenTransformer
+from src.architecture.hr.inverted_residual import HRTPart, InvertedResidual, KernelPath
+from src.architecture.hr.supernet import HRSupernet
+from src.architecture.hr.transformer import TokenTransformer
 
 
 def _index(t: Tensor, idx: Sequence[Optional[Tensor]]) -> Tensor:

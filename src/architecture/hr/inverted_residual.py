@@ -17,8 +17,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from src.architecture.hrt_block import HRTBlock
-from src.architecture.transformer import TokenTransformer
+from src.architecture.hr.hrt_block import HRTBlock
+from src.architecture.hr.transformer import TokenTransformer
 
 SKIPS = ("identity", "conv", "none")
 

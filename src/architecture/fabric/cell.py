@@ -11,7 +11,8 @@ node or an earlier state. Edges are numbered by `edge_layout(I, N)`; alpha rows 
 alpha is shared (one-shot), or the cell's kept edges in order when the cell owns alpha. The output is a
 1x1 conv + BN over the concatenated states (N*C -> C). Without arch parameters (a derived cell) kept inputs
 and kept ops are mixed by the spec's fixed weights (`input_weights`, `op_weights`: the pruned supernet's
-softmax values, see src/architecture/prune.py), or averaged when the spec has none (the function of zero logits).
+softmax values, see src/architecture/genotype/prune.py), or averaged when the spec has none (the function of
+zero logits).
 """
 import math
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
+from src.architecture.fabric.mixed_op import MixedOp
+from src.architecture.fabric.operators import CONNECTIONS, SameConnect
 from src.architecture.fields import SpecError
-from src.architecture.mixed_op import MixedOp
-from src.architecture.operators import CONNECTIONS, SameConnect, conv_bn
+from src.architecture.layers import conv_bn
 
 INPUT_KINDS = ("same", "finer", "coarser")
 SCALE_OFFSET = {"same": 0, "finer": -1, "coarser": 1}

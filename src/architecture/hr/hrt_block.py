@@ -7,7 +7,8 @@ an explicitly zero-padded map, so any input size works and the result equals "at
 map, cropped back". There are no shifted windows: information crosses windows through the FFN's depthwise
 conv and through multi-scale fusion.
 
-Registered as the fabric operation `hrt_window_attention` (C -> C, stride 1 or 2).
+`hrt_op` is the fabric operation `hrt_window_attention` (C -> C, stride 1 or 2), registered by
+src/architecture/hr/__init__.py.
 """
 from typing import Optional, Tuple
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.architecture.operators import register_op
+from src.architecture.layers import dw_sep_down
 
 
 def relative_position_index(window_size: int) -> torch.Tensor:
@@ -141,13 +142,8 @@ def default_num_heads(channels: int, head_dim: int = 32) -> int:
     return heads
 
 
-@register_op("hrt_window_attention")
-def _hrt_op(channels: int, stride: int) -> nn.Module:
+def hrt_op(channels: int, stride: int) -> nn.Module:
     """An HRT block (window 7, heads of ~32 channels); stride 2 first applies HRFormer's depthwise-separable
     downsampling (dw 3x3 s2 + BN, 1x1 + BN)."""
     block = HRTBlock(channels, default_num_heads(channels))
-    if stride == 1:
-        return block
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False),
-                         nn.BatchNorm2d(channels), nn.Conv2d(channels, channels, 1, bias=False),
-                         nn.BatchNorm2d(channels), block)
+    return block if stride == 1 else nn.Sequential(*dw_sep_down(channels, channels), block)

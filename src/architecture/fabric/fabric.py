@@ -6,7 +6,7 @@ by a backbone's four maps) and the cells it returns. The forward runs the kept c
 reading exactly its kept sources, so a pruned fabric is just a fabric built from a smaller spec (with the
 fixed mixing weights that chose its inputs and ops, see `CellSpec`); a derived network is rebuilt from JSON
 with `Fabric(FabricSpec.from_dict(d), in_channels, searchable=False)` (the spec, its rules and its JSON form
-live in fabric_spec.py; every builder here and the parser validate it, `Fabric` trusts it).
+live in spec.py; every builder here and the parser validate it, `Fabric` trusts it).
 Cells live in `fabric.cells["L{layer}_S{scale}"]`; channels of row s are `size_types[s] * factor`.
 
 Default shapes (PoseNFS): `triangle_spec` (layer j has min(j+2, rows, depth-j) cells, ending in the
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
-from src.architecture.cell import INPUT_KINDS, SCALE_OFFSET, Cell, CellSpec, cell_name, edge_layout
-from src.architecture.fabric_spec import FabricSpec
+from src.architecture.fabric.cell import INPUT_KINDS, SCALE_OFFSET, Cell, CellSpec, cell_name, edge_layout
+from src.architecture.fabric.spec import FabricSpec
 
 __all__ = ["Fabric", "FabricSpec", "prune_unreachable", "rising_spec", "scale_sizes", "triangle_spec"]
 

@@ -1,6 +1,6 @@
 """Where the searchable blocks of the HR-NAS supernet sit, and their shapes: the one description of its
-structure, used to build it (hr_supernet.py) and to check a genotype against it before building
-(hr_genotype.py), without allocating anything.
+structure, used to build it (supernet.py) and to check a genotype against it before building
+(spec.py), without allocating anything.
 
 Stage s of `stage_blocks` (branches = len(stage_blocks[s])) starts with a fuse module: output i sums blocks on
 inputs i-1 (stride 2), i (stride 1, identity skip when the widths match) and i+1 (stride 1, upsampled);

@@ -8,11 +8,11 @@ type-checked and bounded (src/architecture/limits.py) before the spec is built, 
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from src.architecture.cell import INPUT_KINDS, CellSpec, cell_name
+from src.architecture.fabric.cell import INPUT_KINDS, CellSpec, cell_name
+from src.architecture.fabric.op_registry import OPS
 from src.architecture.fields import FieldError, Obj, SpecError, as_nums, as_obj, as_strs, join
 from src.architecture.limits import (MAX_CHANNELS, MAX_FABRIC_CELLS, MAX_FABRIC_LAYERS, MAX_FABRIC_ROWS, MAX_FACTOR,
                                      MAX_HIDDEN_STATES, MAX_INPUT_NODES, MAX_SIZE_TYPE)
-from src.architecture.operators import OPS
 
 SPEC_KEYS = ("size_types", "factor", "ops", "hidden_states_num", "input_nodes_num", "input_layer", "input_scales",
              "cells", "outputs")

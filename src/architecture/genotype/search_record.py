@@ -2,13 +2,13 @@
 
 For every pruned fabric (by module path, e.g. "parts.1.fabric") the supernet spec it was pruned from with
 its softmaxed beta per cell (over the cell's inputs) and alpha per cell and edge (over the edge's ops), plus
-the prune settings and what they saved (src/architecture/prune.py). `parse_search` checks the record
+the prune settings and what they saved (src/architecture/genotype/prune.py). `parse_search` checks the record
 against the derived fabrics: every derived cell, input and op must exist in its supernet.
 """
 from dataclasses import dataclass
 from typing import Dict, Mapping, Tuple
 
-from src.architecture.fabric_spec import FabricSpec
+from src.architecture.fabric.spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, as_nums, as_obj, join
 from src.architecture.limits import MAX_COUNT, MAX_FABRIC_CELLS, MAX_TOPK
 
