@@ -11,8 +11,9 @@ For every seed:
    settings, accepted when the derived FLOPs are within +-flops-tol of the searched fabric's (rejection
    sampling over at most --max-draws draws; a shortfall is reported, never filled with unmatched draws);
 4. every candidate is retrained with one recipe: train.py --genotype G SEED s SEARCH.STRATEGY none
-   TRAIN.EPOCHS E, from scratch (random and uniform fabrics have no supernet weights of their own, and
-   inheriting the searched supernet's would favour the searched fabric), the same seed and data order;
+   TRAIN.EPOCHS E TRAIN.LR_SCHEDULE cosine (the demo's retrain schedule), from scratch (random and uniform
+   fabrics have no supernet weights of their own, and inheriting the searched supernet's would favour the
+   searched fabric), the same seed and data order;
 5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set).
 The searches run one after another; the retrains of all seeds then run --jobs at a time.
 Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP mean +- std per kind,
@@ -111,7 +112,7 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
 def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None):
     run = out / f"seed{seed}" / f"retrain_{name}"
     run.mkdir(parents=True, exist_ok=True)
-    common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "OUTPUT_DIR", run]
+    common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine", "OUTPUT_DIR", run]
     if not (run / "last.pth").is_file():
         _run(["train.py", "--cfg", cfg_file, "--genotype", genotype, *common, "TRAIN.EPOCHS", epochs,
               "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log", threads)
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
                                                   "flops_tol": args.flops_tol, "results": results}, indent=1)
             bar.update(1)
     bar.close()
-    meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs from scratch; "
+    meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs from scratch, cosine; "
             f"random within +-{args.flops_tol:.0%} FLOPs" + ("; " + "; ".join(shortfalls) if shortfalls else ""))
     print(write_report(results, out, meta))
     return 0
