@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import matplotlib.image as mpimg
 import pytest
 import torch
+import yaml
 
 from src.architecture.genotype.genotype import load_genotype
 from src.architecture.visual.arch_plot import plot_arch_csv, read_arch_csv
@@ -146,10 +147,12 @@ def test_a_search_run_exports_its_architecture_and_retrains_from_it(tiny_synthet
                        *arch]) == 0
     for name in ("genotype.json", "fabric.svg", "fabric.png", "fabric_supernet.svg", "arch_values.png"):
         assert (search / name).is_file(), name
-    retrain = tmp_path / "retrain"
+    retrain = tmp_path / "retrain"  # the search config's strategy: a derived network retrains with `none`
     assert train_main(["--cfg", cfg, "--genotype", str(search / "genotype.json"), "--inherit",
-                       str(search / "last.pth"), *tiny_train_opts(tiny_synthetic, retrain), *arch]) == 0
+                       str(search / "last.pth"), *tiny_train_opts(tiny_synthetic, retrain), *arch,
+                       "SEARCH.STRATEGY", "first_order_gradient"]) == 0
     assert (retrain / "best.pth").is_file() and not (retrain / "genotype.json").exists()
+    assert yaml.safe_load((retrain / "config.yaml").read_text())["SEARCH"]["STRATEGY"] == "none"
 
 
 def test_render_draws_hr_branches_with_their_surviving_widths():
