@@ -15,11 +15,13 @@ For every seed:
    fabrics have no supernet weights of their own, and inheriting the searched supernet's would favour the
    searched fabric), the same seed and data order;
 5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set).
-The searches run one after another; the retrains of all seeds then run --jobs at a time.
+The searches run one after another; the retrains of all seeds then run --jobs at a time. Seeds may also run
+as separate processes on the same --out (results.json is updated under a lock, keeping the others' rows).
 Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP mean +- std per kind,
 params, FLOPs, and per seed) and OUT/ap_vs_flops.png (searched fabrics highlighted).
 """
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -42,6 +44,7 @@ from src.utils.atomic import write_json_atomic
 from src.utils.flops import count_flops, count_params
 
 ROOT = Path(__file__).resolve().parents[1]
+KINDS = ["searched", "none", "random"]
 
 
 def _run(args, log_path, threads=None):
@@ -124,10 +127,24 @@ def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=
     return float(value)
 
 
+def _read_results(path):
+    return json.loads(path.read_text())["results"] if path.is_file() else []
+
+
+def _add_result(path, record, meta):
+    """Adds `record` to the results file under a lock, keeping what other runs (other seeds, started
+    separately on the same --out) wrote meanwhile; returns all results."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = [r for r in _read_results(path) if (r["seed"], r["name"]) != (record["seed"], record["name"])]
+        results = sorted(results + [record], key=lambda r: (r["seed"], KINDS.index(r["kind"]), r["name"]))
+        write_json_atomic(str(path), {**meta, "results": results}, indent=1)
+    return results
+
+
 def write_report(results, out, meta):
-    kinds = ["searched", "none", "random"]
     rows = ["| kind | candidates | AP (flip) mean +- std | params (M) | GFLOPs |", "|---|---|---|---|---|"]
-    for kind in kinds:
+    for kind in KINDS:
         rs = [r for r in results if r["kind"] == kind]
         if rs:
             ap = np.array([r["ap"] for r in rs])
@@ -136,7 +153,7 @@ def write_report(results, out, meta):
     rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random |", "|---|---|---|---|---|"]
     gaps = []
     for seed in sorted({r["seed"] for r in results}):
-        by = {k: [r["ap"] for r in results if r["seed"] == seed and r["kind"] == k] for k in kinds}
+        by = {k: [r["ap"] for r in results if r["seed"] == seed and r["kind"] == k] for k in KINDS}
         if by["searched"] and by["random"]:
             gap = by["searched"][0] - float(np.mean(by["random"]))
             gaps.append(gap)
@@ -180,7 +197,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
-    results = json.loads(results_path.read_text())["results"] if results_path.is_file() else []
+    results = _read_results(results_path)
     done = {(r["seed"], r["name"]) for r in results}
     bar = tqdm(total=len(args.seeds) * (args.random + 2), desc="search vs random")
     shortfalls, todo, n_found = [], [], 0
@@ -204,10 +221,9 @@ def main(argv=None) -> int:
     bar.set_description(f"retrain {len(todo)} candidates, {args.jobs} at a time")
     with ThreadPoolExecutor(args.jobs) as pool:
         for record in pool.map(retrain, todo):  # in order: a rerun continues where this one stopped
-            results.append(record)
-            write_json_atomic(str(results_path), {"cfg": args.cfg, "opts": args.opts,
-                                                  "retrain_epochs": args.retrain_epochs, "retrain": "from scratch",
-                                                  "flops_tol": args.flops_tol, "results": results}, indent=1)
+            results = _add_result(results_path, record, {"cfg": args.cfg, "opts": args.opts,
+                                                         "retrain_epochs": args.retrain_epochs,
+                                                         "retrain": "from scratch, cosine", "flops_tol": args.flops_tol})
             bar.update(1)
     bar.close()
     meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs from scratch, cosine; "
