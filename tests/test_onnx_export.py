@@ -6,6 +6,7 @@ import onnx
 import pytest
 import torch
 
+from src.architecture.fabric.depthwise import DepthwiseConv2d
 from src.architecture.genotype.genotype import genotype_of, save_genotype
 from src.config.loader import load_config, save_config
 from src.engine.cli import run_cli
@@ -74,6 +75,15 @@ def test_part_joint_gathers_compute_what_index_add_did():
         index = torch.tensor([j for joints in model.part_joints for j in joints])
         want = outs.new_zeros(2, model.num_joints, *outs.shape[2:]).index_add(1, index, outs)
         assert torch.equal(model(x), want / model.joint_count.view(1, -1, 1, 1))
+
+
+def test_depthwise_conv_keeps_its_function_when_training_and_is_a_plain_conv_otherwise():
+    conv = DepthwiseConv2d(4, 3, dilation=2)
+    x = torch.randn(2, 4, 9, 7)
+    y = conv(x)
+    assert type(y.grad_fn).__name__ == "_DepthwiseConvBackward"  # the cheap double backward
+    with torch.no_grad():
+        assert torch.equal(conv(x), y.detach())
 
 
 def test_shrunk_hr_nas_network_exports_in_channels_last(tmp_path):

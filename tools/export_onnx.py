@@ -1,6 +1,6 @@
 """Export a derived network (or HRFormer) to ONNX, check it against PyTorch with onnxruntime, time both.
 
-    python tools/export_onnx.py --genotype genotype.json --ckpt retrain/best.pth --out net.onnx [--cfg CFG] [KEY VALUE ...]
+    python tools/export_onnx.py --genotype G --ckpt retrain/best.pth --out net.onnx [--cfg CFG] [KEY VALUE ...]
     python tools/export_onnx.py --cfg CFG --ckpt CKPT --out net.onnx [KEY VALUE ...]   # a model without search space
     (--random-init instead of --ckpt: random weights, for a try or a latency figure)
 
@@ -10,7 +10,8 @@ with a dynamic batch axis (src/engine/onnx_export.py). Without --cfg, the config
 genotype's run fields. The file is written atomically, and only when onnxruntime's outputs on random inputs
 match PyTorch's. stderr: human-readable lines; stdout: one JSON line (file, parity differences and tolerance,
 ms per image at batch 1 in PyTorch and onnxruntime on --threads threads). What cannot be exported (a
-supernet, an op the exporter rejects) exits 1 with one line on stderr and writes nothing.
+supernet, an op the exporter rejects, outputs that do not match) exits 1 with one line on stderr and writes
+nothing.
 """
 import argparse
 import json
@@ -24,7 +25,7 @@ from src.config.loader import load_config
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import run_cli
 from src.engine.entry import build_network
-from src.engine.onnx_export import OPSET, export_onnx, latency
+from src.engine.onnx_export import INPUT, OPSET, export_onnx, latency
 from src.engine.trainer import place
 from src.network_factory.from_genotype import config_opts
 from src.network_factory.registry import is_searchable
@@ -69,11 +70,11 @@ def main(argv=None) -> int:
     timing = latency(model, args.out, (3, h, w), args.threads, args.runs)
     summary = {"out": args.out, "bytes": os.path.getsize(args.out), "model": cfg.MODEL.NAME,
                "genotype": args.genotype or None, "ckpt": args.ckpt or None, "opset": OPSET,
-               "input": {"name": "image", "shape": ["batch", 3, h, w]}, "output": output,
+               "input": {"name": INPUT, "shape": ["batch", 3, h, w]}, "output": output,
                "parity": parity, "latency": timing}
     log = sys.stderr
     print(f"wrote {args.out} ({summary['bytes'] / 1e6:.2f} MB, opset {OPSET}, {cfg.MODEL.NAME}, "
-          f"input image [batch, 3, {h}, {w}])", file=log)
+          f"input {INPUT} [batch, 3, {h}, {w}])", file=log)
     print(f"parity onnxruntime vs PyTorch (random inputs, batch {', '.join(map(str, parity['batches']))}): "
           f"max abs diff {parity['max_abs_diff']:.3g}, max rel diff {parity['max_rel_diff']:.3g} "
           f"(of max |output|), tolerance {parity['tolerance']:.3g} = {parity['atol']:g} + {parity['rtol']:g} "
