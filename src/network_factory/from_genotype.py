@@ -9,7 +9,7 @@ checked (`check_config`), the registry picks the model class (`g.model`), and th
 limits.MAX_PARAMS. Derived parameter names are a subset of the supernet's, so
 `inherit_weights(model, supernet_ckpt)` carries the searched weights over.
 """
-from typing import Dict, Union
+from typing import Dict, List, Union
 
 import torch
 from torch import nn
@@ -28,6 +28,13 @@ def run_fields(cfg) -> RunFields:
     k = int(cfg.MODEL.NUM_JOINTS)
     return RunFields(cfg.MODEL.NAME, cfg.TASK, k, tuple(int(v) for v in cfg.MODEL.INPUT_SIZE),
                      int(cfg.MODEL.HEATMAP_STRIDE), Dataset(cfg.DATASET.NAME, joint_set(k)))
+
+
+def config_opts(g: Genotype) -> List[str]:
+    """KEY VALUE overrides that make a config describe the genotype's run (what `check_config` compares)."""
+    w, h = g.input_size
+    return ["MODEL.NAME", g.model, "TASK", g.task, "MODEL.NUM_JOINTS", str(g.num_joints),
+            "MODEL.INPUT_SIZE", f"[{w}, {h}]", "MODEL.HEATMAP_STRIDE", str(g.heatmap_stride)]
 
 
 def check_config(g: Genotype, cfg) -> None:

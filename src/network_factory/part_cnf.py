@@ -1,11 +1,11 @@
 """Part-specific cell-based neural fabrics (PoseNFS): one CNF + head per body part on a shared backbone.
 
 Each part's CNF reads the backbone's maps (as fabric layer cut-1), ends in its 1/4-scale cell and predicts
-the part's joints; the part outputs are scattered into [N, K, H/4, W/4] and joints predicted by two parts
-(P = 8) are averaged. Models: "part_cnf" (MODEL.BACKBONE + MODEL.FABRIC + MODEL.PARTS) and "fabric" (a
-PoseNFS Meta_Arch: a small stem, one full triangular fabric from layer 0 (CUT_LAYERS_NUM is ignored) and a
-head). The model owns its genotype: `genotype()` describes backbone, head and parts (typed, see
-src/architecture/genotype/part.py) and `PartCNF.from_genotype(g)` rebuilds the derived network;
+the part's joints; the part outputs are gathered into [N, K, H/4, W/4] and joints predicted by more than
+one part (two with P = 8) are averaged. Models: "part_cnf" (MODEL.BACKBONE + MODEL.FABRIC + MODEL.PARTS)
+and "fabric" (a PoseNFS Meta_Arch: a small stem, one full triangular fabric from layer 0 (CUT_LAYERS_NUM is
+ignored) and a head). The model owns its genotype: `genotype()` describes backbone, head and parts (typed,
+see src/architecture/genotype/part.py) and `PartCNF.from_genotype(g)` rebuilds the derived network;
 `build_part_cnf(cfg, parts, specs, searchable=False)` builds one from explicit per-part fabric specs.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -65,16 +65,25 @@ class PartCNF(ModelInterface, nn.Module):
         if 0 in count:
             raise ValueError(f"joints {[j for j, c in enumerate(count) if c == 0]} are in no body part")
         self.num_joints = num_joints
-        self.register_buffer("joint_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        # slots[s][j]: the s-th part channel predicting joint j, or the zero channel len(index) past its last one;
+        # gathers and adds in channel order (what an index_add does), so that exporters see no duplicate indices
+        slots = [[c for c, k in enumerate(index) if k == j] for j in range(num_joints)]
+        slots = [[cs[s] if s < len(cs) else len(index) for cs in slots] for s in range(max(count))]
+        self.register_buffer("joint_slots", torch.tensor(slots, dtype=torch.long), persistent=False)
         self.register_buffer("joint_count", torch.tensor(count, dtype=torch.float), persistent=False)
         self._average = max(count) > 1
 
     def forward(self, x: Tensor) -> Tensor:
         feats = self.backbone(x)
         outs = torch.cat([part(feats) for part in self.parts], 1)
+        if not self._average:  # every joint from one part
+            return outs.index_select(1, self.joint_slots[0])
         n, _, h, w = outs.shape
-        heat = outs.new_zeros(n, self.num_joints, h, w).index_add(1, self.joint_index, outs)
-        return heat / self.joint_count.view(1, -1, 1, 1) if self._average else heat
+        outs = torch.cat([outs, outs.new_zeros(n, 1, h, w)], 1)
+        heat = outs.index_select(1, self.joint_slots[0])
+        for slot in self.joint_slots[1:]:
+            heat = heat + outs.index_select(1, slot)
+        return heat / self.joint_count.view(1, -1, 1, 1)
 
     def arch_table(self) -> str:
         """Per part (and for a searchable backbone): softmaxed alpha per op and beta per cell, as text."""

@@ -35,9 +35,14 @@ def build_model(cfg) -> nn.Module:
     return MODELS.get_builder(cfg.MODEL.NAME)(cfg)
 
 
+def is_searchable(name: str) -> bool:
+    """Whether the model kind `name` is a search space (its config builds a supernet; a genotype, the derived net)."""
+    _register_all()
+    return name in SEARCHABLE
+
+
 def genotype_model(name: str) -> Type[ModelInterface]:
     """The class of the searchable model kind `name` (a genotype's "model")."""
-    _register_all()
-    if name not in SEARCHABLE:
+    if not is_searchable(name):
         raise FieldError("model", f"'{name}' is not a searchable model (known: {', '.join(sorted(SEARCHABLE))})")
     return SEARCHABLE[name]

@@ -7,6 +7,8 @@ same forward kernel) whose backward uses the native kernel for a plain backward,
 backward is requested (`create_graph=True`), differentiable pieces instead: the input gradient is a
 grouped transposed convolution (one kernel call), the weight gradient k*k shifted products of input and
 output gradient. Double backward then costs a few kernel calls per layer, not one per channel.
+Without any gradient to record (no_grad, eval, ONNX export) the forward is a plain grouped `F.conv2d`, the
+same kernel call the Function makes: exporters see an ordinary convolution.
 """
 from typing import Tuple
 
@@ -64,4 +66,6 @@ class DepthwiseConv2d(nn.Conv2d):
                          groups=channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return _DepthwiseConv.apply(x, self.weight, self.stride, self.padding, self.dilation)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return _DepthwiseConv.apply(x, self.weight, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
