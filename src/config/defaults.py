@@ -137,6 +137,8 @@ _C.SEARCH.SPLIT_RATIO = 0.5  # bilevel: fraction of the training set used for we
 _C.SEARCH.WARMUP_EPOCHS = 0  # bilevel: epochs of weight-only training before arch steps start
 _C.SEARCH.HESSIAN = "exact"  # second order: "exact" (double backward) or "finite_difference" (DARTS' approximation, FD_EPS)
 _C.SEARCH.FD_EPS = 0.01  # second order: finite-difference step eps = FD_EPS / ||v||
+_C.SEARCH.PARTIAL_CHANNELS = 1  # PC-DARTS (Xu et al. 2020) K: 1/K of every searchable edge's channels go through its ops, the rest bypass (then channel shuffle); 1 = off (full mixed ops); derived networks are always full-width
+_C.SEARCH.EDGE_NORM = False  # PC-DARTS edge normalisation: a learnable weight (arch tensor `gamma`) per edge, softmaxed over the edges entering a hidden state; needs HIDDEN_STATES_NUM or INPUT_NODES_NUM > 1 to matter
 _C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every N iterations
 _C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch loss's Hessian (alpha/beta) every N arch steps (0 = off)
 _C.SEARCH.EIGEN_ITERS = 10  # collapse monitor: power iterations (Hessian-vector products) per estimate
