@@ -149,6 +149,7 @@ _C.DERIVE = CN()
 _C.DERIVE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
 _C.DERIVE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
 _C.DERIVE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
+_C.DERIVE.EDGES_TOPK = 0  # edges kept per hidden state, ranked by edge weight (EDGE_NORM, else 1) x best kept op weight (DARTS / PC-DARTS keep 2); 0 = every edge
 _C.DERIVE.SELECTION = "magnitude"  # rank ops / inputs by "magnitude" (softmaxed alpha/beta) or "perturbation" (loss increase on the arch split when each is masked; Wang et al. 2021)
 _C.DERIVE.PERTURB_BATCHES = 4  # perturbation: arch-split batches (TRAIN.BATCH_SIZE persons each, fixed by SEED) the loss is measured on
 
