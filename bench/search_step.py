@@ -3,7 +3,10 @@
     .venv/bin/python bench/search_step.py [--cfg configs/synthetic_search_demo.yaml] [--iters 2] [--threads 1]
 
 Configs: (a) `demo` = --cfg (default configs/synthetic_search_demo.yaml), (b) `mobilenet_v2_cnf3_256x192_b8` = part_cnf, MobileNet-V2 backbone, 3 CNFs, 256x192, batch 8.
-Strategies: the five (second order with the default SEARCH.HESSIAN), plus `second_order_gradient:finite_difference`.
+Strategies, as NAME[:SEARCH.HESSIAN][+KEY=VALUE...] (each +KEY=VALUE a config override of that run): the five
+(second order with the default SEARCH.HESSIAN), `second_order_gradient:finite_difference`, and the cheaper
+methods `first_order_gradient+SEARCH.PARTIAL_CHANNELS=4` (PC-DARTS partial channels, K = 4) and `gdas`
+(sampled single path).
 Each (config, strategy) runs in its own process on random batches of the config's shape (weight and arch
 batch both TRAIN.BATCH_SIZE): one untimed warm-up iteration, then `--iters` timed ones (arch active).
 `sec_per_iter` is the best (min) wall time of one `strategy.step`; `cpu_sec_per_iter` its best process
@@ -28,7 +31,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRATEGIES = ["none", "random", "sync", "first_order_gradient", "second_order_gradient",
-              "second_order_gradient:finite_difference"]  # NAME[:SEARCH.HESSIAN]
+              "second_order_gradient:finite_difference", "first_order_gradient+SEARCH.PARTIAL_CHANNELS=4",
+              "gdas"]  # NAME[:SEARCH.HESSIAN][+KEY=VALUE...]
 DEMO_CFG = "configs/synthetic_search_demo.yaml"
 FORMATS = ("contiguous", "channels_last")  # MEMORY_FORMAT values; second_over_first is taken from the last
 MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
@@ -44,9 +48,10 @@ def _worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    name, _, hessian = spec["strategy"].partition(":")
+    strategy, *overrides = spec["strategy"].split("+")
+    name, _, hessian = strategy.partition(":")
     opts = (spec["opts"] + ["SEARCH.STRATEGY", name, "MEMORY_FORMAT", spec["memory_format"]]
-            + (["SEARCH.HESSIAN", hessian] if hessian else []))
+            + (["SEARCH.HESSIAN", hessian] if hessian else []) + [x for kv in overrides for x in kv.split("=", 1)])
     cfg = load_config(spec["cfg"], opts)
     model = place(cfg, build_model(cfg), torch.device("cpu"))
     width, height = cfg.MODEL.INPUT_SIZE

@@ -1,10 +1,11 @@
 """The one registry of architecture parameters.
 
 Every searchable decision is an `nn.Parameter` registered under an attribute named exactly `alpha`
-(ops of an edge / of a cell) or `beta` (inputs of a cell). Gates (channels, FFN channels, tokens) are
-weights trained by slimming, exposed by `named_gates()` (HR supernet: BN scales, token gates; see
-src/search/slimming.py). Everything here works on plain or DDP-wrapped
-models, on state dicts and on copies, because it only looks at parameter names.
+(ops of an edge / of a cell), `beta` (inputs of a cell) or `gamma` (PC-DARTS edge normalisation: the edges
+entering one hidden state, src/architecture/fabric/edge_norm.py). Each is softmaxed over its last dim.
+Gates (channels, FFN channels, tokens) are weights trained by slimming, exposed by `named_gates()` (HR
+supernet: BN scales, token gates; see src/search/slimming.py). Everything here works on plain or
+DDP-wrapped models, on state dicts and on copies, because it only looks at parameter names.
 """
 import math
 from typing import Dict, Iterator, List, Tuple
@@ -12,7 +13,7 @@ from typing import Dict, Iterator, List, Tuple
 import torch
 from torch import nn
 
-ARCH_NAMES = ("alpha", "beta")
+ARCH_NAMES = ("alpha", "beta", "gamma")
 
 
 def new_arch_parameter(*shape: int) -> nn.Parameter:
@@ -49,12 +50,12 @@ class ArchMixin:
         return [p for _, p in self.named_weight_parameters()]
 
     def arch_state(self) -> Dict[str, list]:
-        """Named, JSON-able snapshot: softmax over the last dim of every alpha/beta."""
+        """Named, JSON-able snapshot: softmax over the last dim of every arch tensor."""
         return {name: torch.softmax(p.detach().float(), dim=-1).cpu().tolist()
                 for name, p in self.named_arch_parameters()}
 
     def arch_entropy(self) -> float:
-        """Mean normalised entropy H(p) / log(n) of the softmaxed rows (last dim) of every alpha/beta with
+        """Mean normalised entropy H(p) / log(n) of the softmaxed rows (last dim) of every arch tensor with
         n >= 2 entries: 1 = uniform (undecided), 0 = one-hot (decided); nan without arch parameters."""
         rows = []
         for _, p in self.named_arch_parameters():

@@ -129,7 +129,7 @@ _C.TRAIN.GRAD_CLIP = 0.0  # clip the weight-gradient norm (0 = off)
 
 # ---------------------------------------------------------------- search
 _C.SEARCH = CN()
-_C.SEARCH.STRATEGY = "none"  # none, random, sync, first_order_gradient, second_order_gradient
+_C.SEARCH.STRATEGY = "none"  # none, random, sync, first_order_gradient, second_order_gradient, gdas (sampled single path, first order; GDAS, Dong & Yang 2019)
 _C.SEARCH.ARCH_LR = 3e-3  # Adam lr of the arch optimizer
 _C.SEARCH.ARCH_BETAS = [0.5, 0.999]  # Adam betas of the arch optimizer
 _C.SEARCH.ARCH_WD = 1e-3  # decoupled (AdamW) weight decay of the arch optimizer: alpha *= 1 - ARCH_LR * ARCH_WD per step
@@ -137,6 +137,10 @@ _C.SEARCH.SPLIT_RATIO = 0.5  # bilevel: fraction of the training set used for we
 _C.SEARCH.WARMUP_EPOCHS = 0  # bilevel: epochs of weight-only training before arch steps start
 _C.SEARCH.HESSIAN = "exact"  # second order: "exact" (double backward) or "finite_difference" (DARTS' approximation, FD_EPS)
 _C.SEARCH.FD_EPS = 0.01  # second order: finite-difference step eps = FD_EPS / ||v||
+_C.SEARCH.PARTIAL_CHANNELS = 1  # PC-DARTS (Xu et al. 2020) K: 1/K of every searchable edge's channels go through its ops, the rest bypass (then channel shuffle); 1 = off (full mixed ops); derived networks are always full-width
+_C.SEARCH.EDGE_NORM = False  # PC-DARTS edge normalisation: a learnable weight (arch tensor `gamma`) per edge, softmaxed over the edges entering a hidden state; needs HIDDEN_STATES_NUM or INPUT_NODES_NUM > 1 to matter
+_C.SEARCH.TAU_MAX = 10.0  # gdas: Gumbel-softmax temperature of the first epoch, annealed linearly ...
+_C.SEARCH.TAU_MIN = 0.1  # ... to this one at the last epoch (TRAIN.EPOCHS)
 _C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every N iterations
 _C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch loss's Hessian (alpha/beta) every N arch steps (0 = off)
 _C.SEARCH.EIGEN_ITERS = 10  # collapse monitor: power iterations (Hessian-vector products) per estimate
@@ -147,6 +151,7 @@ _C.DERIVE = CN()
 _C.DERIVE.OPS_TOPK = 1  # ops kept per edge (never `zero`)
 _C.DERIVE.BETA_THRESHOLD = 0.2  # a cell input is kept when its softmaxed beta is above this ...
 _C.DERIVE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
+_C.DERIVE.EDGES_TOPK = 0  # edges kept per hidden state, ranked by edge weight (EDGE_NORM, else 1) x best kept op weight (DARTS / PC-DARTS keep 2); 0 = every edge
 _C.DERIVE.SELECTION = "magnitude"  # rank ops / inputs by "magnitude" (softmaxed alpha/beta) or "perturbation" (loss increase on the arch split when each is masked; Wang et al. 2021)
 _C.DERIVE.PERTURB_BATCHES = 4  # perturbation: arch-split batches (TRAIN.BATCH_SIZE persons each, fixed by SEED) the loss is measured on
 

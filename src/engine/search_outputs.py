@@ -57,7 +57,8 @@ def derive(cfg, model: nn.Module, log_fn: Callable[[str], None] = print):
     """(derived model, genotype): Prune with the DERIVE.* settings and DERIVE.SELECTION."""
     d = cfg.DERIVE
     return Prune(model, run_fields(cfg), cfg.SEARCH.STRATEGY, ops_topk=d.OPS_TOPK, beta_threshold=d.BETA_THRESHOLD,
-                 beta_topk=d.BETA_TOPK, scores=selection_scores(cfg, model, log_fn), log_fn=log_fn)
+                 beta_topk=d.BETA_TOPK, scores=selection_scores(cfg, model, log_fn), edges_topk=d.EDGES_TOPK,
+                 log_fn=log_fn)
 
 
 def genotype_from_checkpoint(cfg, ckpt_path: str, log_fn: Callable[[str], None] = print):

@@ -24,7 +24,7 @@ from src.network_factory.from_genotype import build_from_genotype
 from src.search.base import NonFiniteError
 from src.search.slimming import build_slimmer
 from src.search.split import SplitSampler, bilevel_split
-from src.search.strategies import build_strategy
+from src.search.strategies import build_strategy, strategy_class
 from src.utils import distributed as dist_utils
 from src.utils.state_dict import read_checkpoint, tensor_state
 
@@ -111,7 +111,8 @@ class Trainer:
         if not self.distributed:
             return self.core
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
+        return torch.nn.parallel.DistributedDataParallel(
+            self.core, device_ids=ids, find_unused_parameters=strategy_class(self.cfg).skips_modules)
 
     def rewrap(self) -> None:
         """After the network's structure changed (a shrink): its new modules in the run's memory format (the
@@ -210,6 +211,7 @@ class Trainer:
         for s in self.samplers:
             s.set_epoch(epoch)
         arch_active = epoch >= cfg.SEARCH.WARMUP_EPOCHS
+        self.strategy.set_epoch(epoch)
         n_iter = self.iters_per_epoch()
         iters = zip(*self.loaders)
         bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=not self.main, mininterval=2.0, leave=False)

@@ -9,6 +9,7 @@ classifiers lose their pooling/classifier (and MobileNet-V2 its features[17:]). 
 torchvision / the official HRNet, so their checkpoints load through `MODEL.PRETRAINED` (a local state dict,
 loaded non-strictly with a one-line report; nothing is downloaded).
 """
+import dataclasses
 import logging
 from typing import List, Optional
 
@@ -18,7 +19,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from src.architecture.fabric.fabric import Fabric, FabricSpec, rising_spec
+from src.architecture.fabric.fabric import Fabric, FabricSearch, FabricSpec, rising_spec
 from src.architecture.fields import FieldError
 from src.architecture.genotype.part import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
 from src.architecture.hr.spec import HRSupernetGenotype
@@ -206,13 +207,13 @@ class FabricBackbone(nn.Module):
     derived backbone from a genotype instead of the full rising fabric."""
 
     def __init__(self, factor: int, ops, layers: int, hidden_states_num: int = 1, input_nodes_num: int = 1,
-                 one_shot: bool = True, size_types=(4, 8, 16, 32), spec: Optional[FabricSpec] = None,
+                 search: FabricSearch = FabricSearch(), size_types=(4, 8, 16, 32), spec: Optional[FabricSpec] = None,
                  searchable: bool = True):
         super().__init__()
         self.stem = StemBackbone(size_types[0] * factor)
         if spec is None:
             spec = rising_spec(list(size_types), factor, list(ops), layers, (0,), hidden_states_num, input_nodes_num)
-        self.fabric = Fabric(spec, self.stem.out_channels, searchable=searchable, one_shot=one_shot)
+        self.fabric = Fabric(spec, self.stem.out_channels, searchable, **dataclasses.asdict(search))
         self.out_channels = self.fabric.out_channels
 
     def forward(self, x: Tensor) -> List[Tensor]:
@@ -250,4 +251,11 @@ register_backbone("hrnet_w32", fixed=True)(HRNetW32Backbone)
 def _fabric(cfg) -> nn.Module:
     f = cfg.MODEL.FABRIC
     return FabricBackbone(_scaled(f.BACKBONE_FACTOR, cfg.MODEL.BACKBONE_WIDTH_MULT), f.BACKBONE_OPERATIONS,
-                          f.BACKBONE_LAYERS, f.HIDDEN_STATES_NUM, f.INPUT_NODES_NUM, f.ONE_SHOT_SEARCH)
+                          f.BACKBONE_LAYERS, f.HIDDEN_STATES_NUM, f.INPUT_NODES_NUM, fabric_search(cfg))
+
+
+def fabric_search(cfg) -> FabricSearch:
+    """How the model's searchable fabrics are searched (MODEL.FABRIC.ONE_SHOT_SEARCH, SEARCH.PARTIAL_CHANNELS,
+    SEARCH.EDGE_NORM)."""
+    return FabricSearch(bool(cfg.MODEL.FABRIC.ONE_SHOT_SEARCH), int(cfg.SEARCH.PARTIAL_CHANNELS),
+                        bool(cfg.SEARCH.EDGE_NORM))

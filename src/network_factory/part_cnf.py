@@ -8,18 +8,20 @@ ignored) and a head). The model owns its genotype: `genotype()` describes backbo
 see src/architecture/genotype/part.py) and `PartCNF.from_genotype(g)` rebuilds the derived network;
 `build_part_cnf(cfg, parts, specs, searchable=False)` builds one from explicit per-part fabric specs.
 """
+import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from src.architecture.fabric.fabric import Fabric, FabricSpec, triangle_spec
+from src.architecture.fabric.fabric import Fabric, FabricSearch, FabricSpec, triangle_spec
 from src.architecture.fields import FieldError
 from src.architecture.genotype.genotype import Architecture, Genotype
 from src.architecture.genotype.part import STEM, Backbone, Head, Part
 from src.architecture.hr.supernet import HRSupernet
 from src.architecture.model_interface import ModelInterface
-from src.network_factory.backbones import FabricBackbone, StemBackbone, backbone_from_genotype, build_backbone
+from src.network_factory.backbones import (FabricBackbone, StemBackbone, backbone_from_genotype, build_backbone,
+                                           fabric_search)
 from src.network_factory.body_parts import body_parts
 from src.network_factory.heads import build_head
 from src.network_factory.registry import register_model
@@ -29,11 +31,11 @@ class PartSubnet(nn.Module):
     """One part: its CNF and its head."""
 
     def __init__(self, spec: FabricSpec, in_channels: Sequence[int], num_joints: int, searchable: bool,
-                 one_shot: bool, head: Head):
+                 search: FabricSearch, head: Head):
         super().__init__()
         if len(spec.outputs) != 1:
             raise ValueError(f"a part CNF returns one map, its spec has outputs {spec.outputs}")
-        self.fabric = Fabric(spec, in_channels, searchable, one_shot)
+        self.fabric = Fabric(spec, in_channels, searchable, **dataclasses.asdict(search))
         self.head = build_head(self.fabric.out_channels[0], num_joints, head.vector_in_pixel, head.vector_dim,
                                head.mode)
 
@@ -47,7 +49,7 @@ class PartCNF(ModelInterface, nn.Module):
 
     def __init__(self, backbone: nn.Module, parts: Sequence[Tuple[str, Sequence[int]]], specs: Sequence[FabricSpec],
                  num_joints: int, head: Head, backbone_name: str, width_mult: float, searchable: bool = True,
-                 one_shot: bool = True):
+                 search: FabricSearch = FabricSearch()):
         super().__init__()
         if len(specs) != len(parts):
             raise ValueError(f"{len(parts)} parts need {len(parts)} fabric specs, got {len(specs)}")
@@ -56,7 +58,7 @@ class PartCNF(ModelInterface, nn.Module):
         self.part_names = [name for name, _ in parts]
         self.part_joints = [list(joints) for _, joints in parts]
         self.parts = nn.ModuleList(
-            PartSubnet(spec, backbone.out_channels, len(joints), searchable, one_shot, head)
+            PartSubnet(spec, backbone.out_channels, len(joints), searchable, search, head)
             for spec, joints in zip(specs, self.part_joints))
         index = [j for joints in self.part_joints for j in joints]  # plain ints: builds on the meta device too
         if any(not 0 <= j < num_joints for j in index):
@@ -147,7 +149,7 @@ def build_part_cnf(cfg, parts: Optional[List[Tuple[str, List[int]]]] = None,
     if specs is None:
         specs = [default_part_spec(cfg, len(backbone.out_channels))] * len(parts)
     return PartCNF(backbone, parts, specs, cfg.MODEL.NUM_JOINTS, _head(cfg), cfg.MODEL.BACKBONE,
-                   cfg.MODEL.BACKBONE_WIDTH_MULT, searchable, cfg.MODEL.FABRIC.ONE_SHOT_SEARCH)
+                   cfg.MODEL.BACKBONE_WIDTH_MULT, searchable, fabric_search(cfg))
 
 
 @register_model("part_cnf", searchable=PartCNF)
@@ -164,4 +166,4 @@ def _build_fabric(cfg) -> nn.Module:
                          f.INPUT_NODES_NUM)
     k = cfg.MODEL.NUM_JOINTS
     return PartCNF(stem, [("all", list(range(k)))], [spec], k, _head(cfg), STEM, cfg.MODEL.BACKBONE_WIDTH_MULT, True,
-                   f.ONE_SHOT_SEARCH)
+                   fabric_search(cfg))

@@ -4,9 +4,12 @@ A strategy owns both optimizers and does one training iteration in `step`. It ta
 (`StrategySettings`); `build_strategy` (src/search/strategies.py) reads them from the config:
 
     strategy = build_strategy(cfg, model, criterion)     # = STRATEGIES[name](strategy_settings(cfg), model, criterion)
+    strategy.set_epoch(epoch)                            # at the start of every epoch
     stats = strategy.step(weight_batch, arch_batch, arch_active=epoch >= cfg.SEARCH.WARMUP_EPOCHS)
 
-`model` may be wrapped in DDP; `unwrap(model)` has `arch_parameters()` / `weight_parameters()`.
+`model` may be wrapped in DDP (with `find_unused_parameters` when the strategy's class says `skips_modules`:
+a step that leaves some weights out of its graph); `unwrap(model)` has `arch_parameters()` /
+`weight_parameters()`.
 `criterion(output, batch) -> scalar loss`; the network input is `batch["image"]`. `step` returns
 `{"loss": weight-batch loss}` plus `arch_loss` / `arch_grad_norm` when an arch step ran (local values
 of this rank). Strategies with `uses_arch_split` need an arch batch whenever `arch_active`.
@@ -35,9 +38,12 @@ class StrategySettings:
     arch_lr: float  # SEARCH.ARCH_LR
     arch_betas: Tuple[float, float]  # SEARCH.ARCH_BETAS
     arch_weight_decay: float  # SEARCH.ARCH_WD (decoupled, see build_arch_optimizer)
-    seed: int  # SEED: the random strategy's draw
+    seed: int  # SEED: the random strategy's draw, the gdas strategy's Gumbel noise
     hessian: str  # SEARCH.HESSIAN: exact or finite_difference (second order)
     fd_eps: float  # SEARCH.FD_EPS (second order, finite_difference)
+    tau_max: float = 10.0  # SEARCH.TAU_MAX (gdas: temperature of the first epoch)
+    tau_min: float = 0.1  # SEARCH.TAU_MIN (gdas: temperature of the last epoch)
+    epochs: int = 1  # TRAIN.EPOCHS (gdas: the temperature schedule's length)
 
 
 def build_weight_optimizer(s: StrategySettings, params) -> torch.optim.Optimizer:
@@ -98,6 +104,7 @@ class SearchStrategy:
     uses_arch_split = False  # True: the engine feeds a batch of the arch split to every arch-active step
     trains_arch = False  # arch parameters change (through either optimizer)
     arch_in_weight_optimizer = False  # True only for `sync`: one optimizer over weights and arch
+    skips_modules = False  # True: a step's forward may leave weights unused (gdas), DDP must look for them
 
     def __init__(self, settings: StrategySettings, model: nn.Module, criterion):
         self.settings = settings
@@ -117,6 +124,9 @@ class SearchStrategy:
     def rebind(self, model: nn.Module) -> None:
         """Follow a new wrapper of the same (possibly shrunk) network; the optimizers keep their state."""
         self.model, self.core = model, unwrap(model)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at the start of every epoch (schedules that follow the epoch, e.g. gdas' temperature)."""
 
     def init_arch_values(self) -> None:
         """Frozen strategies set their arch values here; `none`: every logit 0 (uniform mixture)."""

@@ -7,6 +7,9 @@ sync                   one weight optimizer over weights and arch (arch group at
 first_order_gradient   bilevel: an Adam arch step on the arch batch (weights fixed), then a weight step
 second_order_gradient  bilevel with the DARTS unrolled hypergradient (src/search/hypergradient.py); the
                        weight step reuses the weight-batch gradient of the virtual step
+gdas                   first order with sampled single-path forwards (GDAS, Dong & Yang, CVPR 2019): one
+                       Gumbel-max op per edge in the arch and the weight forward, straight-through gradient
+                       to alpha (src/architecture/fabric/sampling.py), temperature SEARCH.TAU_MAX -> TAU_MIN
 
 Strategies take values (`StrategySettings`); `build_strategy` reads them from the config (`strategy_settings`).
 Bilevel strategies take the arch batch from the arch split (src/search/split.py); while not `arch_active`
@@ -18,8 +21,13 @@ buffers as the bypassed DDP forward would (`broadcast_buffers`).
 """
 from typing import Dict, List
 
+import numpy as np
 import torch
 
+from src.architecture.arch_params import unwrap
+from src.architecture.fabric.fabric import Fabric, sampled_forwards
+from src.architecture.fabric.sampling import GumbelSampler
+from src.architecture.genotype.prune import is_searchable
 from src.search.base import (SearchStrategy, StrategySettings, build_arch_optimizer, check_finite,
                              preserved_buffers)
 from src.search.hypergradient import MODES, compute_hypergradient
@@ -118,20 +126,63 @@ class SecondOrderStrategy(FirstOrderStrategy):
         return {"loss": hyper.weight_loss, "arch_loss": hyper.arch_loss, "arch_grad_norm": grad_norm}
 
 
+class GdasStrategy(FirstOrderStrategy):
+    """First order, every forward of a step (arch and weight) sampled: one op per fabric edge. The temperature
+    of epoch e is TAU_MAX + (TAU_MIN - TAU_MAX) * e / (EPOCHS - 1). The noise of the strategy's step t comes
+    from a generator seeded with (SEED, t), drawn in forward order: the same on every rank, and on resume
+    (t is checkpointed)."""
+
+    name = "gdas"
+    skips_modules = True
+
+    def __init__(self, settings: StrategySettings, model, criterion):
+        if not settings.tau_max >= settings.tau_min > 0:
+            raise ValueError(f"gdas needs SEARCH.TAU_MAX >= SEARCH.TAU_MIN > 0, got {settings.tau_max} and "
+                             f"{settings.tau_min}")
+        if not any(isinstance(m, Fabric) and is_searchable(m) for m in unwrap(model).modules()):
+            raise ValueError("gdas samples the ops of fabric edges: the model has no searchable fabric")
+        super().__init__(settings, model, criterion)
+        self.steps, self.tau = 0, settings.tau_max
+
+    def set_epoch(self, epoch: int) -> None:
+        s = self.settings
+        self.tau = s.tau_max + (s.tau_min - s.tau_max) * min(epoch, s.epochs - 1) / max(1, s.epochs - 1)
+
+    def step(self, weight_batch, arch_batch=None, arch_active: bool = True) -> Dict[str, float]:
+        # torch's CPU generator keeps 32 bits of a seed: mix (seed, step) into them
+        state = np.random.SeedSequence([self.settings.seed % 2 ** 32, self.steps]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        self.steps += 1
+        with sampled_forwards(self.core, GumbelSampler(self.tau, generator)):
+            return super().step(weight_batch, arch_batch, arch_active)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "sample_steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.steps = int(state.get("sample_steps", 0))
+
+
 STRATEGIES = {cls.name: cls for cls in (SearchStrategy, RandomStrategy, SyncStrategy,
-                                        FirstOrderStrategy, SecondOrderStrategy)}
+                                        FirstOrderStrategy, SecondOrderStrategy, GdasStrategy)}
 
 
 def strategy_settings(cfg) -> StrategySettings:
     """The TRAIN.*, SEARCH.* and SEED values a strategy uses."""
     t, s = cfg.TRAIN, cfg.SEARCH
     return StrategySettings(t.OPTIMIZER, t.LR, t.WD, t.MOMENTUM, t.GRAD_CLIP, s.ARCH_LR, tuple(s.ARCH_BETAS), s.ARCH_WD,
-                            cfg.SEED, s.HESSIAN, s.FD_EPS)
+                            cfg.SEED, s.HESSIAN, s.FD_EPS, s.TAU_MAX, s.TAU_MIN, t.EPOCHS)
 
 
-def build_strategy(cfg, model, criterion) -> SearchStrategy:
-    """The strategy named by cfg.SEARCH.STRATEGY (train.py --search NAME sets it), with the config's values."""
+def strategy_class(cfg) -> type:
+    """The class of cfg.SEARCH.STRATEGY (train.py --search NAME sets it)."""
     name = str(cfg.SEARCH.STRATEGY).lower()
     if name not in STRATEGIES:
         raise ValueError(f"unknown SEARCH.STRATEGY '{cfg.SEARCH.STRATEGY}' ({', '.join(STRATEGIES)})")
-    return STRATEGIES[name](strategy_settings(cfg), model, criterion)
+    return STRATEGIES[name]
+
+
+def build_strategy(cfg, model, criterion) -> SearchStrategy:
+    """The strategy named by cfg.SEARCH.STRATEGY, with the config's values."""
+    return strategy_class(cfg)(strategy_settings(cfg), model, criterion)

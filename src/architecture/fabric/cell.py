@@ -13,6 +13,10 @@ alpha is shared (one-shot), or the cell's kept edges in order when the cell owns
 and kept ops are mixed by the spec's fixed weights (`input_weights`, `op_weights`: the pruned supernet's
 softmax values, see src/architecture/genotype/prune.py), or averaged when the spec has none (the function of
 zero logits).
+Cheaper search (searchable cells only): `partial_channels` K > 1 builds partial-channel mixed ops (mixed_op.py),
+`edge_norm` multiplies each edge by its PC-DARTS edge weight (edge_norm.py; owned by the cell when it owns
+alpha, else passed in by the fabric), and a `sample` (Gumbel noise shaped like alpha, temperature) runs one
+sampled op per edge (sampling.py).
 """
 import math
 from dataclasses import dataclass, field
@@ -22,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
+from src.architecture.fabric.edge_norm import EdgeNorm
 from src.architecture.fabric.mixed_op import MixedOp
 from src.architecture.fabric.operators import CONNECTIONS, SameConnect
+from src.architecture.fabric.sampling import straight_through
 from src.architecture.fields import SpecError
 from src.architecture.layers import conv_bn
 
@@ -107,11 +113,13 @@ class Cell(nn.Module):
     each source (see `CellSpec.sources`) to its channels.
 
     arch: "none" (derived: the spec's fixed weights, else averages), "shared" (alpha passed to forward) or
-    "own" (the cell owns alpha).
+    "own" (the cell owns alpha). `partial_channels` / `edge_norm`: see the module doc (the fabric passes them
+    for searchable cells only).
     """
 
     def __init__(self, spec: CellSpec, channels: int, in_channels: Sequence[int], input_nodes_num: int,
-                 hidden_states_num: int, candidate_ops: Sequence[str], arch: str = "shared"):
+                 hidden_states_num: int, candidate_ops: Sequence[str], arch: str = "shared", partial_channels: int = 1,
+                 edge_norm: bool = False):
         super().__init__()
         if arch not in ("none", "shared", "own"):
             raise ValueError(f"cell arch mode must be none/shared/own, got '{arch}'")
@@ -124,8 +132,8 @@ class Cell(nn.Module):
         layout = edge_layout(input_nodes_num, hidden_states_num)
         self._edges = [(e, layout[e][0], layout[e][1]) for e in sorted(spec.edges)]  # (edge, state, source)
         fixed_ops = spec.op_weights if arch == "none" and spec.op_weights is not None else {}
-        self.edges = nn.ModuleDict({str(e): MixedOp(channels, spec.edges[e], weights=fixed_ops.get(e))
-                                    for e, _, _ in self._edges})
+        self.edges = nn.ModuleDict({str(e): MixedOp(channels, spec.edges[e], weights=fixed_ops.get(e),
+                                                    partial=partial_channels) for e, _, _ in self._edges})
         if arch == "none" and spec.input_weights is not None:
             self.register_buffer("fixed_input_weights", torch.tensor([float(w) for w in spec.input_weights]),
                                  persistent=False)
@@ -142,6 +150,8 @@ class Cell(nn.Module):
                 self.beta = new_arch_parameter(n_in)
             if arch == "own":
                 self.alpha = new_arch_parameter(len(self._edges), len(candidate_ops))
+                if edge_norm:
+                    self.edge_norm = EdgeNorm([(e, state) for e, state, _ in self._edges])
         self.out = conv_bn(hidden_states_num * channels, channels)
 
     @property
@@ -154,20 +164,38 @@ class Cell(nn.Module):
             return torch.softmax(self.beta, 0)
         return getattr(self, "fixed_input_weights", None)
 
+    def _rows(self, table: Tensor) -> List[Tensor]:
+        """Per kept edge, its row of an alpha-shaped table (alpha, or its noise) over the edge's ops."""
+        rows = [table[j if self.arch == "own" else e] for j, (e, _, _) in enumerate(self._edges)]
+        return [row if idx is None else row[idx] for row, idx in zip(rows, self._op_index)]
+
+    def _alpha(self, alpha: Optional[Tensor]) -> Tensor:
+        if self.arch == "own":
+            return self.alpha
+        if alpha is None:
+            raise ValueError(f"cell {self.name} needs the shared alpha")
+        return alpha
+
     def op_weights(self, alpha: Optional[Tensor] = None) -> List[Optional[Tensor]]:
         """Per kept edge, the softmax of its alpha row over the edge's ops (`alpha`: the shared logits);
         None for a derived cell (its mixed ops apply their fixed weights or average)."""
         if self.arch == "none":
             return [None] * len(self._edges)
-        if self.arch == "own":
-            alpha = self.alpha
-        elif alpha is None:
-            raise ValueError(f"cell {self.name} needs the shared alpha")
-        rows = [alpha[j if self.arch == "own" else e] for j, (e, _, _) in enumerate(self._edges)]
-        return [torch.softmax(row if idx is None else row[idx], 0) for row, idx in zip(rows, self._op_index)]
+        return [torch.softmax(row, 0) for row in self._rows(self._alpha(alpha))]
 
-    def forward(self, xs: Sequence[Tensor], size: Sequence[int], alpha: Optional[Tensor] = None) -> Tensor:
-        """xs: the maps of `spec.sources()`, in order; size: (h, w) of this scale; alpha: shared logits."""
+    def edge_weights(self, shared: Optional[EdgeNorm] = None) -> List[Optional[Tensor]]:
+        """Per kept edge, its edge-normalisation weight (the cell's own EdgeNorm, else `shared`), None = 1."""
+        norm = getattr(self, "edge_norm", None)
+        norm = shared if norm is None else norm
+        if norm is None:
+            return [None] * len(self._edges)
+        return norm.weights([(e, state) for e, state, _ in self._edges])
+
+    def forward(self, xs: Sequence[Tensor], size: Sequence[int], alpha: Optional[Tensor] = None,
+                edge_norm: Optional[EdgeNorm] = None, sample: Optional[Tuple[Tensor, float]] = None) -> Tensor:
+        """xs: the maps of `spec.sources()`, in order; size: (h, w) of this scale; alpha / edge_norm: the
+        fabric's shared ones; sample: (Gumbel noise shaped like this cell's alpha, temperature) for a sampled
+        single-path forward."""
         n_in = len(self.spec.inputs)
         nodes: Dict[int, Tensor] = {}
         if n_in:
@@ -180,9 +208,16 @@ class Cell(nn.Module):
             nodes[0] = torch.relu(mix)
         for (k, conn), x in zip(self.node_inputs.items(), xs[n_in:]):
             nodes[int(k)] = torch.relu(conn(x, size))
+        if sample is None:
+            weights, chosen = self.op_weights(alpha), [None] * len(self._edges)
+        else:
+            noise, tau = sample
+            weights, chosen = zip(*[straight_through(row, g, tau)
+                                    for row, g in zip(self._rows(self._alpha(alpha)), self._rows(noise))])
         states: List[Optional[Tensor]] = [None] * self.hidden_states_num
-        for (e, state, src), op, weights in zip(self._edges, self.edges.values(), self.op_weights(alpha)):
+        for (e, state, src), op, w, k, g in zip(self._edges, self.edges.values(), weights, chosen,
+                                                self.edge_weights(edge_norm)):
             x = nodes[src] if src < self.input_nodes_num else states[src - self.input_nodes_num]
-            y = op(x, weights)
+            y = op(x, w, k) if g is None else g * op(x, w, k)
             states[state] = y if states[state] is None else states[state] + y
         return self.out(states[0] if len(states) == 1 else torch.cat(states, 1))

@@ -14,19 +14,30 @@ Default shapes (PoseNFS): `triangle_spec` (layer j has min(j+2, rows, depth-j) c
 returning every row of the last layer: the searchable fabric backbone). A spec is refused when a cell reads
 a map that does not exist or when a cell feeds nothing (no dead modules; see `prune_unreachable`).
 Arch parameters: `alpha` [edges, ops] on the fabric when one-shot (shared by its cells), else on each cell;
-`beta` on each cell with more than one input (over its kept inputs).
+`beta` on each cell with more than one input (over its kept inputs); with `edge_norm`, `gamma` (PC-DARTS edge
+normalisation, edge_norm.py) beside alpha, per state with several edges.
+Cheaper search (searchable fabrics; a derived fabric is always plain): `partial_channels` K (PC-DARTS, 1/K
+of every edge's channels through its ops, mixed_op.py), `edge_norm`, and sampled single-path forwards (GDAS,
+sampling.py) inside `sampled_forwards(model, sampler)`: the Gumbel noise is drawn once per forward for the
+shared alpha (every cell then runs the same sampled ops, as GDAS shares one sample per cell type), or per
+cell for alpha per cell.
 """
 import copy
-from typing import Dict, List, Sequence, Tuple
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from src.architecture.arch_params import new_arch_parameter
 from src.architecture.fabric.cell import INPUT_KINDS, SCALE_OFFSET, Cell, CellSpec, cell_name, edge_layout
+from src.architecture.fabric.edge_norm import EdgeNorm
+from src.architecture.fabric.sampling import GumbelSampler
 from src.architecture.fabric.spec import FabricSpec
 
-__all__ = ["Fabric", "FabricSpec", "prune_unreachable", "rising_spec", "scale_sizes", "triangle_spec"]
+__all__ = ["Fabric", "FabricSearch", "FabricSpec", "prune_unreachable", "rising_spec", "sampled_forwards",
+           "scale_sizes", "triangle_spec"]
 
 
 def _grid_spec(size_types, factor, ops, counts: Dict[int, int], input_layer, input_scales,
@@ -107,21 +118,37 @@ def scale_sizes(inputs: Sequence[Tensor], input_scales: Sequence[int], rows: int
     return [sizes[s] for s in range(rows)]
 
 
+@dataclass(frozen=True)
+class FabricSearch:
+    """How a searchable fabric is searched: the keyword arguments of `Fabric` a model passes on."""
+    one_shot: bool = True  # MODEL.FABRIC.ONE_SHOT_SEARCH: one alpha shared by the cells, else one per cell
+    partial_channels: int = 1  # SEARCH.PARTIAL_CHANNELS (PC-DARTS K)
+    edge_norm: bool = False  # SEARCH.EDGE_NORM (PC-DARTS edge normalisation)
+
+
 class Fabric(nn.Module):
     """The cells of a spec. `in_channels[s]` = channels of input map s (for s in spec.input_scales).
 
     searchable=False builds a derived fabric (no alpha/beta; kept inputs and ops are mixed by the spec's fixed
-    weights, or averaged when it has none).
+    weights, or averaged when it has none); `partial_channels` (K) and `edge_norm` shape a searchable one.
     forward(inputs) takes the list of input maps indexed by row and returns the output cells' maps.
     """
 
-    def __init__(self, spec: FabricSpec, in_channels: Sequence[int], searchable: bool = True, one_shot: bool = True):
+    def __init__(self, spec: FabricSpec, in_channels: Sequence[int], searchable: bool = True, one_shot: bool = True,
+                 partial_channels: int = 1, edge_norm: bool = False):
         super().__init__()
         spec = copy.deepcopy(spec)  # the fabric owns its description (a validated spec: it is trusted)
         if max(spec.input_scales) >= len(in_channels):
             raise ValueError(f"fabric: input rows {spec.input_scales} but only {len(in_channels)} input channels given")
-        self.spec = spec
+        if not searchable:
+            partial_channels, edge_norm = 1, False
+        rows = [spec.channels(s) for s in range(len(spec.size_types))]
+        if partial_channels < 1 or any(c % partial_channels for c in rows):
+            raise ValueError(f"fabric: partial channels K={partial_channels} (SEARCH.PARTIAL_CHANNELS) must be >= 1 "
+                             f"and divide the channels {rows} of every row")
+        self.spec, self.partial_channels = spec, partial_channels
         self.in_channels = list(in_channels)
+        self.sampler: Optional[GumbelSampler] = None  # set inside `sampled_forwards`
         channels = {(spec.input_layer, s): in_channels[s] for s in spec.input_scales}
         channels.update({(c.layer, c.scale): spec.channels(c.scale) for c in spec.cells})
         arch = "none" if not searchable else ("shared" if one_shot else "own")
@@ -129,25 +156,33 @@ class Fabric(nn.Module):
         self._sources: Dict[str, List[Tuple[int, int]]] = {}
         for c in sorted(spec.cells, key=lambda c: (c.layer, c.scale)):
             self.cells[c.name] = Cell(c, spec.channels(c.scale), [channels[s] for s in c.sources()],
-                                      spec.input_nodes_num, spec.hidden_states_num, spec.ops, arch)
+                                      spec.input_nodes_num, spec.hidden_states_num, spec.ops, arch, partial_channels,
+                                      edge_norm)
             self._sources[c.name] = c.sources()
         if arch == "shared":
-            edges = len(edge_layout(spec.input_nodes_num, spec.hidden_states_num))
-            self.alpha = new_arch_parameter(edges, len(spec.ops))
+            layout = edge_layout(spec.input_nodes_num, spec.hidden_states_num)
+            self.alpha = new_arch_parameter(len(layout), len(spec.ops))
+            if edge_norm:
+                self.edge_norm = EdgeNorm([(e, state) for e, (state, _) in enumerate(layout)])
         self.out_channels = [spec.channels(self.cells[o].spec.scale) for o in spec.outputs]
 
     def forward(self, inputs: Sequence[Tensor]) -> List[Tensor]:
         spec = self.spec
         sizes = scale_sizes(inputs, spec.input_scales, len(spec.size_types))
         maps = {(spec.input_layer, s): inputs[s] for s in spec.input_scales}
-        alpha = getattr(self, "alpha", None)
+        alpha, edge_norm, sampler = getattr(self, "alpha", None), getattr(self, "edge_norm", None), self.sampler
+        shared_noise = sampler.noise(alpha) if sampler is not None and alpha is not None else None
         for name, cell in self.cells.items():
+            sample = None
+            if sampler is not None and cell.arch != "none":
+                sample = (shared_noise if cell.arch == "shared" else sampler.noise(cell.alpha), sampler.tau)
             maps[(cell.spec.layer, cell.spec.scale)] = cell([maps[s] for s in self._sources[name]],
-                                                             sizes[cell.spec.scale], alpha)
+                                                             sizes[cell.spec.scale], alpha, edge_norm, sample)
         return [maps[(self.cells[o].spec.layer, self.cells[o].spec.scale)] for o in spec.outputs]
 
     def arch_table(self) -> str:
-        """Softmaxed alpha (per op; shared or per cell and edge) and beta (same / finer / coarser) per cell."""
+        """Softmaxed alpha (per op; shared or per cell and edge), beta (same / finer / coarser) per cell and the
+        edge-normalisation weights (per state; shared or per cell)."""
         spec = self.spec
         layout = edge_layout(spec.input_nodes_num, spec.hidden_states_num)
         inn = spec.input_nodes_num
@@ -180,4 +215,22 @@ class Fabric(nn.Module):
                     if hasattr(cell, "alpha") else [[]])
             for j, extra in enumerate(rows):
                 lines.append(line(([name] + betas if j == 0 else [""] * 4) + extra, widths))
+        norms = [("shared", self.edge_norm)] if hasattr(self, "edge_norm") else []
+        norms += [(name, cell.edge_norm) for name, cell in self.cells.items() if hasattr(cell, "edge_norm")]
+        for owner, norm in norms:
+            lines += [f"edge norm {owner} s{state}: " + "  ".join(f"{label(e)} {p:.3f}" for e, p in zip(edges, ps))
+                      for state, edges, ps in norm.rows()]
         return "\n".join(lines)
+
+
+@contextmanager
+def sampled_forwards(model: nn.Module, sampler: GumbelSampler):
+    """Inside the block, every searchable fabric of `model` runs one sampled op per edge (GDAS, sampling.py)."""
+    fabrics = [m for m in model.modules() if isinstance(m, Fabric)]
+    for f in fabrics:
+        f.sampler = sampler
+    try:
+        yield
+    finally:
+        for f in fabrics:
+            f.sampler = None

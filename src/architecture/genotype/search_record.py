@@ -1,18 +1,22 @@
 """The typed search record of a genotype ("search"): provenance, ignored by the build.
 
 For every pruned fabric (by module path, e.g. "parts.1.fabric") the supernet spec it was pruned from with
-its softmaxed beta per cell (over the cell's inputs) and alpha per cell and edge (over the edge's ops), plus
-the prune settings and what they saved (src/architecture/genotype/prune.py). `parse_search` checks the record
-against the derived fabrics: every derived cell, input and op must exist in its supernet.
+its softmaxed beta per cell (over the cell's inputs) and alpha per cell and edge (over the edge's ops), and,
+for a fabric searched with edge normalisation (PC-DARTS), "edge": its weight per cell and edge; plus the
+prune settings and what they saved (src/architecture/genotype/prune.py). "edge" and the setting "edges_topk"
+are absent from records written before they existed (and "edge" from fabrics without edge normalisation).
+`parse_search` checks the record against the derived fabrics: every derived cell, input and op must exist in
+its supernet.
 """
 from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from src.architecture.fabric.spec import FabricSpec
-from src.architecture.fields import FieldError, Obj, as_nums, as_obj, join
+from src.architecture.fields import FieldError, Obj, as_num, as_nums, as_obj, join
 from src.architecture.limits import MAX_COUNT, MAX_FABRIC_CELLS, MAX_TOPK
 
 PRUNE_KEYS = ("prune_cells", "prune_operations", "ops_topk", "beta_threshold", "beta_topk", "params", "flops")
+PRUNE_OPTIONAL = ("edges_topk",)
 
 
 @dataclass(frozen=True)
@@ -20,10 +24,14 @@ class FabricRecord:
     fabric: FabricSpec  # the supernet spec
     beta: Dict[str, Tuple[float, ...]]  # cell -> softmaxed beta per input
     alpha: Dict[str, Dict[int, Tuple[float, ...]]]  # cell -> edge -> softmaxed alpha per op
+    edge: Optional[Dict[str, Dict[int, float]]] = None  # cell -> edge -> edge-normalisation weight (PC-DARTS)
 
     def to_dict(self) -> dict:
-        return {"fabric": self.fabric.to_dict(), "beta": {c: list(b) for c, b in self.beta.items()},
-                "alpha": {c: {str(e): list(w) for e, w in a.items()} for c, a in self.alpha.items()}}
+        d = {"fabric": self.fabric.to_dict(), "beta": {c: list(b) for c, b in self.beta.items()},
+             "alpha": {c: {str(e): list(w) for e, w in a.items()} for c, a in self.alpha.items()}}
+        if self.edge is not None:
+            d["edge"] = {c: {str(e): w for e, w in ws.items()} for c, ws in self.edge.items()}
+        return d
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,11 @@ class PruneStats:
     beta_topk: int
     params: Dict[str, int]  # {"supernet": n, "derived": n}
     flops: Dict[str, int]  # idem, one image at the genotype's input size
+    edges_topk: Optional[int] = None  # edges kept per hidden state (0 = all); None: not recorded (older files)
 
     def to_dict(self) -> dict:
-        return {k: dict(getattr(self, k)) if isinstance(getattr(self, k), dict) else getattr(self, k)
-                for k in PRUNE_KEYS}
+        keys = PRUNE_KEYS + (PRUNE_OPTIONAL if self.edges_topk is not None else ())
+        return {k: dict(getattr(self, k)) if isinstance(getattr(self, k), dict) else getattr(self, k) for k in keys}
 
 
 @dataclass(frozen=True)
@@ -58,17 +67,18 @@ def _counts(o: Obj, key: str) -> Dict[str, int]:
 
 
 def _parse_prune(value, path: str) -> PruneStats:
-    o = Obj(value, path, PRUNE_KEYS)
+    o = Obj(value, path, PRUNE_KEYS, PRUNE_OPTIONAL)
     return PruneStats(o.boolean("prune_cells"), o.boolean("prune_operations"), o.integer("ops_topk", 1, MAX_TOPK),
                       o.number("beta_threshold", 0.0, 1.0), o.integer("beta_topk", 0, MAX_TOPK), _counts(o, "params"),
-                      _counts(o, "flops"))
+                      _counts(o, "flops"), o.integer("edges_topk", 0, MAX_TOPK) if o.has("edges_topk") else None)
 
 
 def _parse_record(value, path: str, derived: FabricSpec) -> FabricRecord:
-    o = Obj(value, path, ("fabric", "beta", "alpha"))
+    o = Obj(value, path, ("fabric", "beta", "alpha"), ("edge",))
     sup = FabricSpec.from_dict(o.raw("fabric"), o.field("fabric"))
     beta_in, alpha_in = o.mapping("beta"), o.mapping("alpha")
-    beta, alpha = {}, {}
+    edge_in = o.mapping("edge") if o.has("edge") else None
+    beta, alpha, edge = {}, {}, ({} if edge_in is not None else None)
     for name, c in ((c.name, c) for c in sup.cells):
         field = join(o.field("beta"), name)
         if name not in beta_in:
@@ -80,7 +90,14 @@ def _parse_record(value, path: str, derived: FabricSpec) -> FabricRecord:
             raise FieldError(field, f"must list the edges {sorted(c.edges)}, got {sorted(edges)[:MAX_FABRIC_CELLS]}")
         alpha[name] = {e: tuple(as_nums(edges[str(e)], join(field, e), 0.0, len(ops), len(ops)))
                        for e, ops in c.edges.items()}
-    for key, given in (("beta", beta_in), ("alpha", alpha_in)):
+        if edge_in is not None:
+            field = join(o.field("edge"), name)
+            weights = as_obj(edge_in.get(name), field)
+            if set(weights) != {str(e) for e in c.edges}:
+                raise FieldError(field, f"must list the edges {sorted(c.edges)}, got "
+                                 f"{sorted(weights)[:MAX_FABRIC_CELLS]}")
+            edge[name] = {e: as_num(weights[str(e)], join(field, e), 0.0, 1.0) for e in c.edges}
+    for key, given in (("beta", beta_in), ("alpha", alpha_in), ("edge", edge_in or {})):
         extra = [name for name in given if name not in beta]
         if extra:
             raise FieldError(join(o.field(key), extra[0]), "is not a cell of the supernet")
@@ -92,7 +109,7 @@ def _parse_record(value, path: str, derived: FabricSpec) -> FabricRecord:
                 any(not set(ops) <= set(s.edges.get(e, ())) for e, ops in c.edges.items()):
             raise FieldError(o.field("fabric.cells"), f"derived cell {c.name} keeps inputs or ops its supernet cell "
                              "lacks")
-    return FabricRecord(sup, beta, alpha)
+    return FabricRecord(sup, beta, alpha, edge)
 
 
 def parse_search(value, path: str, derived: Mapping[str, FabricSpec]) -> SearchRecord:
