@@ -1,7 +1,7 @@
 """Does the search beat random architectures? Search, draw FLOPs-matched random fabrics, retrain all, test.
 
     python tools/search_vs_random.py --cfg configs/synthetic_search_demo.yaml --seeds 0 1 2 --random 5 \
-        [--retrain-epochs 10] [--out output/search_vs_random] [--flops-tol 0.05] [KEY VALUE ...]
+        [--retrain-epochs 10] [--inherit] [--jobs 2] [--out output/search_vs_random] [--flops-tol 0.05] [KEY VALUE ...]
 
 For every seed:
 1. `searched`: train.py --cfg CFG SEED s (the config's strategy), which ends with Prune -> genotype.json;
@@ -11,9 +11,11 @@ For every seed:
    settings, accepted when the derived FLOPs are within +-flops-tol of the searched fabric's (rejection
    sampling over at most --max-draws draws; a shortfall is reported, never filled with unmatched draws);
 4. every candidate is retrained with one recipe: train.py --genotype G SEED s SEARCH.STRATEGY none
-   TRAIN.EPOCHS E TRAIN.LR_SCHEDULE cosine (the demo's retrain schedule), from scratch (random and uniform
-   fabrics have no supernet weights of their own, and inheriting the searched supernet's would favour the
-   searched fabric), the same seed and data order;
+   TRAIN.EPOCHS E TRAIN.LR_SCHEDULE cosine (the demo's retrain schedule), the same seed and data order;
+   by default from scratch (the unbiased check: no candidate starts from weights trained under the searched
+   arch values), or with --inherit from the seed's supernet checkpoint, every candidate taking the weights of
+   the modules it kept (the one-shot check: cheap, since a short retrain already ranks, but the supernet's
+   weights were trained under the searched arch values, which may favour the searched fabric);
 5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set).
 The searches run one after another; the retrains of all seeds then run --jobs at a time. Seeds may also run
 as separate processes on the same --out (results.json is updated under a lock, keeping the others' rows).
@@ -112,12 +114,21 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     return found, tried
 
 
-def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None):
+def _finished(run, epochs) -> bool:
+    """The retrain in `run` completed all its epochs (an interrupted one is redone from the start)."""
+    last = run / "last.pth"
+    return last.is_file() and torch.load(last, map_location="cpu", weights_only=True).get("epoch") == epochs
+
+
+def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None, inherit=False):
+    """Retrains one candidate (from scratch, or from the seed's supernet with `inherit`), then test.py with
+    flip test on its last checkpoint; returns the AP."""
     run = out / f"seed{seed}" / f"retrain_{name}"
     run.mkdir(parents=True, exist_ok=True)
     common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine", "OUTPUT_DIR", run]
-    if not (run / "last.pth").is_file():
-        _run(["train.py", "--cfg", cfg_file, "--genotype", genotype, *common, "TRAIN.EPOCHS", epochs,
+    if not _finished(run, epochs):
+        supernet = ["--inherit", out / f"seed{seed}" / "search" / "last.pth"] if inherit else []
+        _run(["train.py", "--cfg", cfg_file, "--genotype", genotype, *supernet, *common, "TRAIN.EPOCHS", epochs,
               "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log", threads)
     last = _run(["test.py", "--cfg", cfg_file, "--genotype", genotype, "--ckpt", run / "last.pth", "--flip-test",
                  *common], run / "test_stdout.log", threads)
@@ -186,6 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--random", type=int, default=5, help="FLOPs-matched random architectures per seed")
     p.add_argument("--retrain-epochs", type=int, default=10, help="epochs of the one retrain recipe")
+    p.add_argument("--inherit", action="store_true", help="retrain from the seed's supernet weights, not from "
+                                                          "scratch (see the module docstring)")
     p.add_argument("--flops-tol", type=float, default=0.05, help="relative FLOPs tolerance of a random draw")
     p.add_argument("--max-draws", type=int, default=2000, help="random draws tried per seed at most")
     p.add_argument("--out", default="output/search_vs_random")
@@ -197,6 +210,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
+    recipe = "inheriting the supernet, cosine" if args.inherit else "from scratch, cosine"
+    if results_path.is_file():
+        old = json.loads(results_path.read_text())
+        if (old.get("retrain"), old.get("retrain_epochs")) != (recipe, args.retrain_epochs):
+            raise ValueError(f"{results_path} holds retrains '{old.get('retrain')}', {old.get('retrain_epochs')} "
+                             f"epochs; this run asks '{recipe}', {args.retrain_epochs}: use another --out")
     results = _read_results(results_path)
     done = {(r["seed"], r["name"]) for r in results}
     bar = tqdm(total=len(args.seeds) * (args.random + 2), desc="search vs random")
@@ -212,7 +231,8 @@ def main(argv=None) -> int:
 
     def retrain(job):
         seed, kind, name, genotype = job
-        ap = retrain_and_test(args.cfg, args.opts, seed, name, genotype, args.retrain_epochs, out, threads)
+        ap = retrain_and_test(args.cfg, args.opts, seed, name, genotype, args.retrain_epochs, out, threads,
+                              args.inherit)
         params, flops = _size(load_config(args.cfg, list(args.opts) + ["SEED", str(seed)]), genotype)
         return {"seed": seed, "kind": kind, "name": name, "genotype": str(genotype), "params": params,
                 "flops": flops, "ap": ap}
@@ -223,10 +243,10 @@ def main(argv=None) -> int:
         for record in pool.map(retrain, todo):  # in order: a rerun continues where this one stopped
             results = _add_result(results_path, record, {"cfg": args.cfg, "opts": args.opts,
                                                          "retrain_epochs": args.retrain_epochs,
-                                                         "retrain": "from scratch, cosine", "flops_tol": args.flops_tol})
+                                                         "retrain": recipe, "flops_tol": args.flops_tol})
             bar.update(1)
     bar.close()
-    meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs from scratch, cosine; "
+    meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs {recipe}; "
             f"random within +-{args.flops_tol:.0%} FLOPs" + ("; " + "; ".join(shortfalls) if shortfalls else ""))
     print(write_report(results, out, meta))
     return 0
