@@ -436,16 +436,23 @@ def _detections(rng, images, annotations):
     return dets
 
 
+def split_scene(seed, split, i, width=None, height=None):
+    """Image `i` of a split ("train" or "val") of the set of `seed`: `render_scene` of (seed, split, i), at a
+    random size from 256x192 to 320x240 unless `width` / `height` fix it."""
+    rng = np.random.default_rng([seed, _SPLITS[split][0], i])
+    w = width or int(rng.integers(256, 321))
+    h = height or int(rng.integers(192, 241))
+    return render_scene(rng, w, h)
+
+
 def _write_split(out, split, n, seed, width, height):
-    stream, first_id = _SPLITS[split]
+    first_id = _SPLITS[split][1]
     folder = out / "images" / split
     folder.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in range(n):
-        rng = np.random.default_rng([seed, stream, i])
-        w = width or int(rng.integers(256, 321))
-        h = height or int(rng.integers(192, 241))
-        img, persons = render_image(rng, w, h)
+        img, persons, _ = split_scene(seed, split, i, width, height)
+        w, h = img.size
         image_id = first_id + i
         name = f"{image_id:012d}.jpg"
         img.save(folder / name, quality=90)
