@@ -13,9 +13,9 @@ import os
 from typing import List, Sequence, Tuple
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from src.data.image_io import load_label, load_rgb
+from src.data.samples import ImageSamples
 from src.data.seg_transforms import IGNORE, eval_image, train_pair
 from src.data.transforms import normalize_image
 
@@ -31,7 +31,7 @@ def label_lut(table: dict) -> np.ndarray:
     return lut
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(ImageSamples):
     """`samples`: (image path, label source) pairs; `classes`: class names (index = class id)."""
 
     def __init__(self, samples: Sequence[Tuple[str, object]], classes: Sequence[str], train: bool = False,
@@ -44,17 +44,6 @@ class SegmentationDataset(Dataset):
         self.train, self.flip = bool(train), bool(flip)
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.base_size, self.scale_range = int(base_size), (float(scale_range[0]), float(scale_range[1]))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def split_groups(self) -> List[int]:
-        """Every sample is its own image (the bilevel split's groups)."""
-        return list(range(len(self.samples)))
 
     def image_path(self, index: int) -> str:
         return self.samples[index][0]

@@ -92,6 +92,6 @@ class SegmentationTask:
         t = self.cfg.TEST
         scales = tuple(t.SCALES if scales is None else scales)
         if not scales or not all(0 < s <= 8 for s in scales):
-            raise ValueError(f"TEST.SCALES must be scales in (0, 8], got {list(scales)}")
+            raise ValueError(f"test scales (TEST.SCALES, --multi-scale) must be in (0, 8], got {list(scales)}")
         return evaluate_segmentation(model, dataset, device, t.FLIP_TEST if flip_test is None else flip_test,
                                      scales, out_dir, save_predictions, visualize, self.cfg.WORKERS)
