@@ -19,46 +19,49 @@ _C.WORKERS = 0  # DataLoader worker processes (0 = load in the main process)
 _C.PRINT_FREQ = 20  # iterations between console/CSV log lines
 _C.DEVICE = "auto"  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
 _C.MEMORY_FORMAT = "auto"  # weights' (hence activations') layout: "channels_last", "contiguous", or "auto" = channels_last on CPU (oneDNN's convs are faster in it; README "Speed"), contiguous elsewhere
-_C.TASK = "pose"  # "pose" or "classification"
+_C.TASK = "pose"  # "pose", "classification" or "segmentation"
 
 # ---------------------------------------------------------------- data
 _C.DATASET = CN()
-_C.DATASET.NAME = "synthetic"  # "coco", "mpii", "synthetic" (COCO format, generated on first use), "imagefolder", "synthetic_imagefolder"
-_C.DATASET.ROOT = "data/synthetic"  # dataset root; relative paths are taken from the current directory
-_C.DATASET.TRAIN_ANN = "annotations/person_keypoints_train.json"  # train annotation file (relative to ROOT unless absolute)
+_C.DATASET.NAME = "synthetic"  # pose: "coco", "mpii", "synthetic" (COCO format, generated on first use); classification: "imagefolder", "synthetic_imagefolder"; segmentation: "synthetic_seg" (generated on first use), "cityscapes", "ade20k", "coco_person"
+_C.DATASET.ROOT = "data/synthetic"  # dataset root (cityscapes: holds leftImg8bit/ and gtFine/; ade20k: the ADEChallengeData2016 folder); relative paths are taken from the current directory
+_C.DATASET.TRAIN_ANN = "annotations/person_keypoints_train.json"  # train annotation file (relative to ROOT unless absolute); pose and coco_person
 _C.DATASET.VAL_ANN = "annotations/person_keypoints_val.json"  # val annotation file (relative to ROOT unless absolute)
 _C.DATASET.TRAIN_IMAGES = "images/train"  # train image folder (relative to ROOT unless absolute)
 _C.DATASET.VAL_IMAGES = "images/val"  # val image folder (relative to ROOT unless absolute)
 _C.DATASET.DET_FILE = "annotations/person_detections_val.json"  # detections JSON (COCO results format) used with --use-dt
 _C.DATASET.DET_SCORE_THRESHOLD = 0.0  # detections below this score are dropped
-_C.DATASET.SYNTHETIC_TRAIN = 1000  # synthetic set: number of training images (generated when ROOT is missing)
+_C.DATASET.SYNTHETIC_TRAIN = 1000  # synthetic sets (synthetic, synthetic_imagefolder, synthetic_seg): number of training images (generated when ROOT is missing)
 _C.DATASET.SYNTHETIC_VAL = 100  # synthetic set: number of val images
 _C.DATASET.SYNTHETIC_SEED = 0  # synthetic set: generator seed (same seed, same bytes)
 _C.DATASET.MARGIN = 1.25  # box enlargement around the person before cropping
-_C.DATASET.MAX_SAMPLES = 0  # keep only the first N persons of each split (0 = all); for smoke runs
+_C.DATASET.MAX_SAMPLES = 0  # keep only the first N persons (segmentation: images) of each split (0 = all); for smoke runs
 _C.DATASET.AUG_SCALE = 0.3  # training scale jitter: s ~ clip(N(1, AUG_SCALE), 1-AUG_SCALE, 1+AUG_SCALE)
 _C.DATASET.AUG_ROTATION = 40.0  # training rotation: r ~ clip(N(0, AUG_ROTATION), +-2*AUG_ROTATION) degrees
 _C.DATASET.AUG_ROTATION_PROB = 0.6  # probability that a training sample is rotated
-_C.DATASET.AUG_FLIP = True  # random horizontal flip with the dataset's flip pairs
+_C.DATASET.AUG_FLIP = True  # random horizontal flip with the dataset's flip pairs (segmentation: image and label map mirrored)
 _C.DATASET.AUG_HALF_BODY_PROB = 0.0  # probability of a half-body crop (0 disables it)
-_C.DATASET.NUM_CLASSES = 1000  # classification: number of classes
+_C.DATASET.NUM_CLASSES = 1000  # classification: number of classes; segmentation: must equal the set's (synthetic_seg 6, cityscapes 19, ade20k 150, coco_person 2)
 _C.DATASET.ZIP_FILE = ""  # classification: zip archive of images (with MAP_FILE) instead of folders; "{split}" -> train/val, relative to ROOT unless absolute
 _C.DATASET.MAP_FILE = ""  # classification: text file "path/in/zip.jpg<TAB>label" for ZIP_FILE; "{split}" -> train/val, relative to ROOT unless absolute
 _C.DATASET.CROP_SCALE = [0.08, 1.0]  # classification training: area range of the random resized crop
 _C.DATASET.CROP_PCT = 0.875  # classification val: resize the short side to size / CROP_PCT, then centre crop
 _C.DATASET.SYNTHETIC_IMAGE_SIZE = 64  # synthetic_imagefolder: side of the generated square images (pixels)
+_C.DATASET.BASE_SIZE = 0  # segmentation: images are resized so that their long side is this before training scales and test inference (0 = their own size); predictions are scored at the label map's own size
+_C.DATASET.SCALE_RANGE = [0.5, 2.0]  # segmentation training: random scale factor (uniform in [low, high], relative to BASE_SIZE) before the random crop of MODEL.INPUT_SIZE
 
 # ---------------------------------------------------------------- model
 _C.MODEL = CN()
 _C.MODEL.NAME = "baseline"  # registered model builder (see src/network_factory/registry.py)
 _C.MODEL.NUM_JOINTS = 17  # keypoints predicted (17 for COCO, 16 for MPII)
-_C.MODEL.INPUT_SIZE = [96, 128]  # network input, [width, height]
+_C.MODEL.INPUT_SIZE = [96, 128]  # network input, [width, height] (segmentation: the training crop; tests take whole images)
 _C.MODEL.HEATMAP_STRIDE = 4  # input size / heatmap size
 _C.MODEL.SIGMA = 2.0  # Gaussian sigma of the target heatmaps, in heatmap pixels
-_C.MODEL.BACKBONE = "resnet18"  # resnet18, resnet50, mobilenet_v2, hrnet_w32, fabric, hr_supernet
+_C.MODEL.BACKBONE = "resnet18"  # resnet18/34/50/101, mobilenet_v2, hrnet_w32, compact_resnet, fabric, hr_supernet
 _C.MODEL.PRETRAINED = ""  # local checkpoint path for the backbone ("" = random init; nothing is downloaded)
 _C.MODEL.WIDTH = 32  # baseline: width of the feature pyramid neck
 _C.MODEL.BACKBONE_WIDTH_MULT = 1.0  # width multiplier of the backbone (for tiny test/demo models)
+_C.MODEL.SEG_HEAD_CHANNELS = 0  # model seg: width of the 1x1 conv after the concatenated branches (0 = their summed width, as HRNet-seg)
 
 _C.MODEL.FABRIC = CN()
 _C.MODEL.FABRIC.OPERATIONS = ["zero", "skip_connect", "sep_conv_3x3", "atr_conv_3x3"]  # candidate ops on every edge
@@ -109,7 +112,10 @@ _C.MODEL.HRT.HEAD_FINAL_CHANNELS = 2048  # classification head: width of the las
 # ---------------------------------------------------------------- loss
 _C.LOSS = CN()
 _C.LOSS.USE_TARGET_WEIGHT = True  # weight each joint's heatmap MSE by its visibility weight
-_C.LOSS.LABEL_SMOOTHING = 0.1  # classification: label-smoothing factor of the cross entropy
+_C.LOSS.LABEL_SMOOTHING = 0.1  # classification and segmentation: label-smoothing factor of the cross entropy
+_C.LOSS.OHEM = False  # segmentation: online hard example mining (only the hardest pixels of a batch count)
+_C.LOSS.OHEM_THRESH = 0.9  # OHEM: pixels whose true-class probability is below this are kept ...
+_C.LOSS.OHEM_MIN_KEPT = 100000  # ... and at least this many of the batch (the lowest probabilities), if it has them
 
 # ---------------------------------------------------------------- train
 _C.TRAIN = CN()
@@ -167,8 +173,9 @@ _C.SLIM.RHO_GAIN = 0.05  # with TARGET_FLOPS: per update_rho, rho *= exp(RHO_GAI
 
 # ---------------------------------------------------------------- test
 _C.TEST = CN()
-_C.TEST.BATCH_SIZE = 64  # persons per inference batch
-_C.TEST.FLIP_TEST = False  # average with the heatmaps of the flipped image
+_C.TEST.BATCH_SIZE = 64  # persons / images per inference batch (segmentation: one image at a time)
+_C.TEST.FLIP_TEST = False  # average with the heatmaps (segmentation: class probabilities) of the flipped image
+_C.TEST.SCALES = [1.0]  # segmentation: average the class probabilities over these scales of the image (relative to DATASET.BASE_SIZE)
 _C.TEST.USE_GT_BBOX = True  # person boxes from ground truth (False: from DATASET.DET_FILE)
 _C.TEST.OKS_NMS_THRESHOLD = 0.9  # OKS-NMS threshold over the detections of one image
 _C.TEST.CONFIDENCE_THRESHOLD = 0.2  # joints above this maxval enter the instance score

@@ -12,6 +12,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from src.data.samples import ImageSamples
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -49,7 +51,7 @@ def list_classes(split_dir: str) -> List[str]:
     return classes
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(ImageSamples):
     """`split_dir/<class>/<image>`; labels index `classes` (default: the sorted sub-folders of split_dir)."""
 
     def __init__(self, split_dir: str, transform: Optional[Callable] = None, classes: Optional[Sequence[str]] = None):
@@ -70,17 +72,6 @@ class ImageFolderDataset(Dataset):
                                  if f.lower().endswith(IMAGE_EXTENSIONS)]
         if not self.samples:
             raise ValueError(f"image folder {split_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def split_groups(self) -> List[int]:
-        """Every sample is its own image (the bilevel split's groups)."""
-        return list(range(len(self.samples)))
 
     def __getitem__(self, index: int) -> dict:
         path, label = self.samples[index]

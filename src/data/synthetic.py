@@ -31,6 +31,7 @@ FLIP_INDEX = flip_permutation(len(KEYPOINT_NAMES), COCO_FLIP_PAIRS)
 BACK_VIEW_P = 0.4  # share of figures seen from behind
 _SPLITS = {"train": (0, 1), "val": (1, 1_000_001)}  # split -> (seed stream, first image id)
 _OCCLUDER = 250  # owner-map value of random occluders (figures use 1 + 8 * index + group)
+OCCLUDER_PART = 6  # `part_map` value of occluder pixels (body-part groups are 0..5)
 # body-part groups: 0 head, 1 torso, 2/3 left/right arm, 4/5 left/right leg
 _KP_GROUPS = [{0}] * 5 + [{1, 2}, {1, 3}, {2}, {3}, {2}, {3}, {1, 4}, {1, 5}, {4}, {5}, {4}, {5}]
 # face keypoints: (index, azimuth towards the person's left, radius and height in head radii)
@@ -341,8 +342,24 @@ def render_figure(fig, size, offset, background=(128, 128, 128)):
     return img, _annotate(kp + np.asarray(offset, float), labelled, hidden, owner, 0)
 
 
+def part_map(owner):
+    """Per pixel of a scene's owner map: -1 background, the body-part group (0 head, 1 torso, 2/3 left/right
+    arm, 4/5 left/right leg) of the figure on top, or `OCCLUDER_PART` under a random occluder."""
+    owner = np.asarray(owner)
+    parts = np.where(owner > 0, (owner.astype(np.int16) - 1) % 8, -1)
+    parts[owner == _OCCLUDER] = OCCLUDER_PART
+    return parts.astype(np.int8)
+
+
 def render_image(rng, w, h):
     """One image and its persons: list of dicts with keypoints [17,3], bbox [x,y,w,h], area."""
+    img, persons, _ = render_scene(rng, w, h)
+    return img, persons
+
+
+def render_scene(rng, w, h):
+    """`render_image` plus the scene's owner map [h, w] (uint8: 0 background, 1 + 8 * figure + group under
+    a figure, `_OCCLUDER` under an occluder; `part_map` reads it)."""
     img = np.array(_background(rng, w, h))
     owner = np.zeros((h, w), np.uint8)
     figures, boxes = [], []
@@ -386,7 +403,7 @@ def render_image(rng, w, h):
         x0, y0 = int(xs.min()), int(ys.min())
         out.append({"keypoints": _annotate(p["kp"], p["labelled"], p["hidden"], owner, index),
                     "bbox": [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0], "area": int(xs.size)})
-    return img, out
+    return img, out, owner
 
 
 def _dump(path, obj):
@@ -419,16 +436,23 @@ def _detections(rng, images, annotations):
     return dets
 
 
+def split_scene(seed, split, i, width=None, height=None):
+    """Image `i` of a split ("train" or "val") of the set of `seed`: `render_scene` of (seed, split, i), at a
+    random size from 256x192 to 320x240 unless `width` / `height` fix it."""
+    rng = np.random.default_rng([seed, _SPLITS[split][0], i])
+    w = width or int(rng.integers(256, 321))
+    h = height or int(rng.integers(192, 241))
+    return render_scene(rng, w, h)
+
+
 def _write_split(out, split, n, seed, width, height):
-    stream, first_id = _SPLITS[split]
+    first_id = _SPLITS[split][1]
     folder = out / "images" / split
     folder.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in range(n):
-        rng = np.random.default_rng([seed, stream, i])
-        w = width or int(rng.integers(256, 321))
-        h = height or int(rng.integers(192, 241))
-        img, persons = render_image(rng, w, h)
+        img, persons, _ = split_scene(seed, split, i, width, height)
+        w, h = img.size
         image_id = first_id + i
         name = f"{image_id:012d}.jpg"
         img.save(folder / name, quality=90)

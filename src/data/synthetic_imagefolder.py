@@ -3,22 +3,20 @@
 Ten classes: six shapes (circle, square, triangle, cross, ring, star) and four textures (horizontal stripes,
 vertical stripes, checkerboard, dots), interleaved, with random colours, sizes, positions, rotations,
 gradient backgrounds, clutter lines and pixel noise. Image i of a split depends only on (seed, split, i): same seed, same bytes.
-The folder is generated once, into a temporary sibling that is renamed into place (atomic).
+The folder is generated once (src/data/generated.py: a temporary sibling renamed into place).
 """
-import json
 import math
 import os
-import shutil
-import uuid
 from typing import Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from src.data.generated import ensure_generated
+
 CLASSES = ("circle", "stripes_horizontal", "square", "checkerboard", "triangle", "stripes_vertical",
            "cross", "dots", "ring", "star")  # shapes and textures alternate, so any first-K subset mixes both
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
-INFO_FILE = "synthetic_info.json"
 _SPLITS = {"train": 0, "val": 1}
 _SS = 2  # supersampling factor (anti-aliasing)
 
@@ -141,30 +139,9 @@ def ensure_synthetic_imagefolder(root: str, num_train: int, num_val: int, num_cl
         raise ValueError(f"synthetic_imagefolder: DATASET.NUM_CLASSES must be in 2..{len(CLASSES)}, got {num_classes}")
     info = {"format": "fabricnas.synthetic_imagefolder/1", "train": num_train, "val": num_val,
             "classes": num_classes, "seed": seed, "size": size}
-    info_path = os.path.join(root, INFO_FILE)
-    if os.path.exists(root):
-        try:
-            with open(info_path) as f:
-                found = json.load(f)
-        except (OSError, ValueError):
-            raise ValueError(f"{root} exists but is not a generated synthetic ImageFolder (no valid {INFO_FILE}); "
-                             "point DATASET.ROOT elsewhere or delete it") from None
-        if found != info:
-            raise ValueError(f"synthetic ImageFolder {root} was generated with other settings ({found}); "
-                             "point DATASET.ROOT elsewhere or delete it")
-        return root
-    tmp = f"{root.rstrip(os.sep)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_split(tmp, "train", num_train, num_classes, seed, size)
-        _write_split(tmp, "val", num_val, num_classes, seed, size)
-        with open(os.path.join(tmp, INFO_FILE), "w") as f:
-            json.dump(info, f, indent=1)
-        os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process finished first: its copy is identical
-            if not os.path.isdir(root):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    def write(folder: str) -> None:
+        for split, count in (("train", num_train), ("val", num_val)):
+            _write_split(folder, split, count, num_classes, seed, size)
+
+    return ensure_generated(root, info, "synthetic ImageFolder", write)

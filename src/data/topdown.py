@@ -4,9 +4,9 @@ import os
 from typing import List
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
+from src.data.image_io import load_rgb
 from src.data.keypoint_info import flip_permutation
 from src.data.targets import render_targets
 from src.data.transforms import (DEFAULT_AUG, crop_affine, half_body_box, normalize_image, sample_augmentation,
@@ -23,18 +23,6 @@ def load_json(path: str, what: str):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{what} {path} is not valid JSON: {exc}") from None
-
-
-def load_rgb(path: str) -> np.ndarray:
-    """HxWx3 uint8 RGB array; one-line errors naming the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot read image {path}: {reason}") from None
 
 
 class TopDownDataset(Dataset):

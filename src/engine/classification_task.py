@@ -58,6 +58,10 @@ class ClassificationTask:
     def criterion(self, output, batch):
         return F.cross_entropy(output, batch["label"], label_smoothing=self.cfg.LOSS.LABEL_SMOOTHING)
 
+    def test_options(self, args) -> dict:
+        """test.py's options: none (top-1/top-5 of the centre crops)."""
+        return {}
+
     @torch.no_grad()
     def evaluate(self, model, dataset, out_dir, batch_size, device) -> dict:
         """Top-1/top-5 accuracy (percent) over `dataset`; also written to out_dir/classification_metrics.json."""

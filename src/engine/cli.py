@@ -7,10 +7,24 @@ from src.config.loader import ConfigError, load_config
 from src.search.base import NonFiniteError
 
 
+def _message(exc: BaseException) -> str:
+    """The first line of the error; for an error re-raised from a DataLoader worker ("Caught ValueError in
+    DataLoader worker process 0." + the worker's traceback), the worker's own message."""
+    lines = str(exc).splitlines()
+    if not lines:
+        return type(exc).__name__
+    if lines[0].startswith("Caught ") and "worker" in lines[0]:
+        prefix = f"{type(exc).__name__}: "
+        worker = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+        if worker:
+            return worker[-1]
+    return lines[0]
+
+
 def _fail(exc: BaseException, code: int) -> int:
     if os.environ.get("FABRICNAS_DEBUG"):
         raise exc
-    print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+    print(f"error: {_message(exc)}", file=sys.stderr)
     return code
 
 
@@ -60,8 +74,19 @@ def test_args(argv=None):
     p.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true", help="flip test")
     p.add_argument("--use-dt", "--use_dt", dest="use_dt", action="store_true", help="person boxes from DATASET.DET_FILE")
     p.add_argument("--margin", type=float, default=None, help="box margin (default DATASET.MARGIN)")
-    p.add_argument("--visualize", action="store_true", help="write PNGs of predicted keypoints and skeletons")
+    p.add_argument("--multi-scale", "--multi_scale", dest="multi_scale", type=_scales, default=None,
+                   metavar="S1,S2,...", help="segmentation: average over these image scales (default TEST.SCALES)")
+    p.add_argument("--visualize", action="store_true",
+                   help="write PNGs of predicted keypoints and skeletons (segmentation: coloured overlays)")
     return _parse(p, argv)
+
+
+def _scales(text: str) -> list:
+    """"0.75,1,1.25" -> [0.75, 1.0, 1.25] (their range is checked with TEST.SCALES by the task)."""
+    try:
+        return [float(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.75,1,1.25; got '{text}'") from None
 
 
 def config_from(args, extra=()):

@@ -68,10 +68,10 @@ def test_main(argv=None) -> int:
     task = build_task(cfg, use_dt=use_dt, margin=args.margin) if cfg.TASK == "pose" else build_task(cfg)
     dataset = task.build_dataset("val")
     out_dir = os.path.join(cfg.OUTPUT_DIR, "test")
-    # without --flip-test, TEST.FLIP_TEST of the config decides
-    kwargs = dict(flip_test=args.flip_test or None, visualize=args.visualize) if cfg.TASK == "pose" else {}
     with torch.no_grad():
-        metrics = task.evaluate(model, dataset, out_dir, cfg.TEST.BATCH_SIZE, device, **kwargs)
+        metrics = task.evaluate(model, dataset, out_dir, cfg.TEST.BATCH_SIZE, device, **task.test_options(args))
+    if "table" in metrics:  # segmentation: per-class IoU
+        print(metrics["table"])
     for k, v in metrics.items():
         if isinstance(v, (int, float)) and k != "score":
             print(f"{k:>10s} {v:.4f}")

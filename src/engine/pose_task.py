@@ -52,6 +52,10 @@ class PoseTask:
         weight = batch["target_weight"] if self.cfg.LOSS.USE_TARGET_WEIGHT else torch.ones_like(batch["target_weight"])
         return joints_mse(output, batch["target"], weight)
 
+    def test_options(self, args) -> dict:
+        """test.py's options: --flip-test (without it TEST.FLIP_TEST decides), --visualize."""
+        return dict(flip_test=args.flip_test or None, visualize=args.visualize)
+
     def evaluate(self, model, dataset, out_dir, batch_size, device, flip_test=None, visualize=False):
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=self.cfg.WORKERS)
         flip = self.cfg.TEST.FLIP_TEST if flip_test is None else flip_test
@@ -66,4 +70,7 @@ def build_task(cfg, **kwargs):
     if cfg.TASK == "classification":
         from src.engine.classification_task import ClassificationTask
         return ClassificationTask(cfg)
-    raise ValueError(f"unknown TASK '{cfg.TASK}' (pose, classification)")
+    if cfg.TASK == "segmentation":
+        from src.engine.segmentation_task import SegmentationTask
+        return SegmentationTask(cfg)
+    raise ValueError(f"unknown TASK '{cfg.TASK}' (pose, classification, segmentation)")

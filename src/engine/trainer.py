@@ -214,7 +214,9 @@ class Trainer:
         self.strategy.set_epoch(epoch)
         n_iter = self.iters_per_epoch()
         iters = zip(*self.loaders)
-        bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=not self.main, mininterval=2.0, leave=False)
+        # progress bars on a terminal only (None: tqdm's own check), so that logs and errors stay plain lines
+        bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=None if self.main else True, mininterval=2.0,
+                   leave=False)
         lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
         for it in bar:
             self.batches = [to_device(b, self.device) for b in next(iters)]

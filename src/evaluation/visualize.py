@@ -1,8 +1,10 @@
-"""PNGs of predicted keypoints and skeletons drawn on their images."""
+"""PNGs of predictions: keypoints and skeletons drawn on their images; segmentation label maps and overlays."""
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from src.utils.atomic import atomic_write
 
 
 def draw_poses(image_path: str, poses, skeleton, out_path: str, conf_thr: float = 0.2) -> None:
@@ -35,3 +37,31 @@ def save_visualizations(poses_by_image: dict, image_path_fn, skeleton, out_dir: 
         draw_poses(image_path_fn(image_id), poses_by_image[image_id], skeleton, out_path, conf_thr)
         paths.append(out_path)
     return paths
+
+
+def label_palette(num_classes: int) -> np.ndarray:
+    """uint8 [256, 3] colours of class ids (PASCAL VOC's bit-interleaved palette: 0 black, then distinct)."""
+    pal = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r, g, b = r | ((c & 1) << shift), g | (((c >> 1) & 1) << shift), b | (((c >> 2) & 1) << shift)
+            c >>= 3
+        pal[i] = (r, g, b)
+    pal[num_classes:255] = 0
+    pal[255] = (255, 255, 255)  # IGNORE
+    return pal
+
+
+def save_label_png(label: np.ndarray, out_path: str, palette: np.ndarray) -> str:
+    """A [H, W] class-id map as a palette PNG: the stored values are the ids, viewers show the colours."""
+    img = Image.fromarray(np.asarray(label, np.uint8), mode="P")
+    img.putpalette(palette.reshape(-1).tolist())
+    return atomic_write(out_path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def save_overlay(image: np.ndarray, label: np.ndarray, out_path: str, palette: np.ndarray, alpha: float = 0.5) -> str:
+    """The image (HxWx3 uint8) with the class colours of `label` blended in at `alpha`, as a PNG."""
+    blend = (1 - alpha) * image.astype(np.float32) + alpha * palette[np.asarray(label, np.uint8)].astype(np.float32)
+    img = Image.fromarray(np.clip(blend + 0.5, 0, 255).astype(np.uint8))
+    return atomic_write(out_path, lambda tmp: img.save(tmp, format="PNG"))

@@ -1,14 +1,25 @@
-"""Part heads: map a CNF's 1/4-scale output to the part's heatmaps [N, K, H/4, W/4].
+"""Heads. Part heads map a CNF's 1/4-scale output to the part's heatmaps [N, K, H/4, W/4]:
 
 - plain: ReLU -> 1x1 conv C -> K (unbounded heatmaps).
 - vector-in-pixel "2D": ReLU -> 1x1 conv C -> K*D -> one D-vector per joint and pixel -> squash.
 - vector-in-pixel "3D": 1x1 conv C -> C*D -> ReLU -> [N, C, D, H, W] -> Conv3d(C -> K, 1) -> squash over D.
 squash(v) = |v|^2 / (1 + |v|^2), in [0, 1).
+Dense heads start from `upsample_concat`: every branch upsampled to the first (1/4) map and concatenated.
 """
+from typing import List
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.architecture.genotype.part import HEAD_MODES
+
+
+def upsample_concat(feats: List[Tensor]) -> Tensor:
+    """The maps of a multi-branch network upsampled (bilinear) to the size of the first one, concatenated."""
+    size = feats[0].shape[-2:]
+    return torch.cat([feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+                                   for f in feats[1:]], 1)
 
 
 def squash(v: Tensor, dim: int) -> Tensor:

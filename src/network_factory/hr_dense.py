@@ -6,7 +6,6 @@ as HR-NAS's segmentation/keypoint head. The alternative to the part-specific CNF
 """
 from typing import Dict
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -18,6 +17,7 @@ from src.architecture.hr.spec import BlockSpec, HRDenseGenotype
 from src.architecture.hr.supernet import HRSupernet, block_from_spec, fill_gates
 from src.architecture.model_interface import ModelInterface
 from src.network_factory.backbones import register_backbone
+from src.network_factory.heads import upsample_concat
 from src.network_factory.registry import register_model
 
 
@@ -62,10 +62,7 @@ class HRDensePose(ModelInterface, nn.Module):
         return cls(backbone, num_joints, head)
 
     def forward(self, x: Tensor) -> Tensor:
-        feats = self.backbone(x)
-        size = feats[0].shape[-2:]
-        y = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-        return self.final(F.relu(self.head(torch.cat(y, 1))))
+        return self.final(F.relu(self.head(upsample_concat(self.backbone(x)))))
 
     def genotype(self) -> Architecture:
         return Architecture(hr=HRDenseGenotype(self.backbone.genotype(), BlockSpec.of(self.head.spec()),
