@@ -25,6 +25,11 @@ def is_arch_name(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in ARCH_NAMES
 
 
+def arch_parameter_names(model: nn.Module) -> List[str]:
+    """Names of the model's arch parameters (empty for a network without a search space)."""
+    return [name for name, _ in model.named_parameters() if is_arch_name(name)]
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP/DataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model

@@ -1,5 +1,4 @@
 """The classification task: ImageFolder / zip / synthetic datasets, label-smoothing CE, top-1/top-5 evaluation."""
-import json
 import os
 
 import torch

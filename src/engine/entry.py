@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from src.architecture.arch_params import is_arch_name
+from src.architecture.arch_params import arch_parameter_names
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import config_from, test_args, train_args
 from src.engine.pose_task import build_task
@@ -31,8 +31,7 @@ def train_main(argv=None) -> int:
     try:
         seed_all(cfg.SEED)
         model = build_network(cfg, args.genotype)
-        searchable = any(is_arch_name(n) for n, _ in model.named_parameters())
-        if args.genotype and not searchable and cfg.SEARCH.STRATEGY != "none":  # nothing left to search
+        if args.genotype and not arch_parameter_names(model) and cfg.SEARCH.STRATEGY != "none":  # nothing to search
             if dist_utils.is_main():
                 print(f"note: --genotype retrains the derived network: SEARCH.STRATEGY {cfg.SEARCH.STRATEGY} -> none",
                       file=sys.stderr)

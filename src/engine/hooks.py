@@ -17,7 +17,7 @@ import math
 import time
 from typing import Dict, List
 
-from src.architecture.arch_params import is_arch_name
+from src.architecture.arch_params import arch_parameter_names
 from src.architecture.genotype.genotype import genotype_of
 from src.network_factory.from_genotype import run_fields
 from src.search.collapse import dominant_eigenvalue
@@ -177,7 +177,7 @@ def default_hooks(trainer) -> List[HookBase]:
     hooks: List[HookBase] = [TimeBudgetHook(trainer)]
     if trainer.slimmer is not None:
         hooks.append(SlimmingHook(trainer))
-    searching = any(is_arch_name(n) for n, _ in trainer.core.named_parameters())
+    searching = bool(arch_parameter_names(trainer.core))
     if searching:
         hooks.append(ArchMonitorHook(trainer))
     hooks.append(EvalCheckpointHook(trainer))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.architecture.arch_params import is_arch_name
+from src.architecture.arch_params import arch_parameter_names
 from src.utils.atomic import atomic_write
 
 OPSET = 17
@@ -40,7 +40,7 @@ def _first_line(exc: BaseException) -> str:
 
 def check_exportable(model: nn.Module) -> None:
     """Refuse a model that still has arch parameters (a supernet)."""
-    arch = [name for name, _ in model.named_parameters() if is_arch_name(name)]
+    arch = arch_parameter_names(model)
     if arch:
         raise ValueError(f"{type(model).__name__} has {len(arch)} arch parameters (e.g. {arch[0]}): a supernet "
                          "cannot be exported, export the derived network of its genotype")

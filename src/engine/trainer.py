@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.architecture.arch_params import is_arch_name
+from src.architecture.arch_params import arch_parameter_names
 from src.config.loader import save_config
 from src.engine.checkpoint import load_state_checked, save_checkpoint
 from src.engine.hooks import default_hooks
@@ -85,7 +85,7 @@ class Trainer:
         self.best_path = os.path.join(self.out_dir, "best.pth")
         resume_state = self._load_resume_state() if resume else None
         if resume_state is not None and "genotype" in resume_state:  # shrunk by slimming: rebuild what was left
-            if any(is_arch_name(n) for n, _ in model.named_parameters()):
+            if arch_parameter_names(model):
                 raise ValueError(f"{self.last_path}: resuming a joint fabric + slimming search after a shrink is "
                                  "not supported; retrain from its genotype.json instead")
             model = build_from_genotype(cfg, resume_state["genotype"])
