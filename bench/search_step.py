@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/search_step.py [--cfg configs/synthetic_search_demo.yaml] [--iters 2] [--threads 1]
 
-Configs: (a) `demo` = --cfg (default configs/synthetic_search_demo.yaml), (b) `mobilenet_v2_cnf3_256x192_b8` = part_cnf, MobileNet-V2 backbone, 3 CNFs, 256x192, batch 8.
+Configs: `demo` = --cfg (default configs/synthetic_search_demo.yaml), and with --configs (default: both) the two
+PoseNFS configs at 256x192, batch 8: `mobilenet_v2_cnf3_256x192_b8` (part_cnf, MobileNet-V2 backbone, 3 CNFs)
+and `hrnet_w32_cnf5_256x192_b8` (configs/coco/hrnet_w32_cnf5_384x288.yaml: HRNet-W32 backbone, 5 CNFs).
 Strategies, as NAME[:SEARCH.HESSIAN][+KEY=VALUE...] (each +KEY=VALUE a config override of that run): the five
 (second order with the default SEARCH.HESSIAN), `second_order_gradient:finite_difference`, and the cheaper
 methods `first_order_gradient+SEARCH.PARTIAL_CHANNELS=4` (PC-DARTS partial channels, K = 4) and `gdas`
@@ -35,8 +37,13 @@ STRATEGIES = ["none", "random", "sync", "first_order_gradient", "second_order_gr
               "gdas"]  # NAME[:SEARCH.HESSIAN][+KEY=VALUE...]
 DEMO_CFG = "configs/synthetic_search_demo.yaml"
 FORMATS = ("contiguous", "channels_last")  # MEMORY_FORMAT values; second_over_first is taken from the last
-MOBILENET_CNF3 = ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2", "MODEL.PARTS.NUM", "3",
-                  "MODEL.INPUT_SIZE", "[192, 256]", "TRAIN.BATCH_SIZE", "8"]
+POSENFS_SHAPE = ["MODEL.INPUT_SIZE", "[192, 256]", "MODEL.SIGMA", "2.0", "TRAIN.BATCH_SIZE", "8"]
+# label -> (config file, overrides); the two PoseNFS configs of issue 11's side-by-side table at 256x192, batch 8
+CONFIGS = {
+    "mobilenet_v2_cnf3_256x192_b8": ("", ["MODEL.NAME", "part_cnf", "MODEL.BACKBONE", "mobilenet_v2",
+                                          "MODEL.PARTS.NUM", "3"] + POSENFS_SHAPE),
+    "hrnet_w32_cnf5_256x192_b8": ("configs/coco/hrnet_w32_cnf5_384x288.yaml", POSENFS_SHAPE),
+}
 
 
 def _worker(spec: dict) -> dict:
@@ -130,7 +137,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2, help="timed iterations per strategy")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
-    parser.add_argument("--skip-mobilenet", action="store_true", help="only the demo config")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS),
+                        help="PoseNFS-sized configs timed besides the demo (none: only the demo)")
     parser.add_argument("--memory-formats", nargs="+", default=list(FORMATS), choices=FORMATS,
                         help="MEMORY_FORMAT values timed, interleaved per strategy")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -143,9 +151,7 @@ def main() -> None:
         print(json.dumps(_cosine_worker(json.loads(args.cosine_worker))))
         return
 
-    configs = {"demo": (args.cfg, [])}
-    if not args.skip_mobilenet:
-        configs["mobilenet_v2_cnf3_256x192_b8"] = ("", MOBILENET_CNF3)
+    configs = {"demo": (args.cfg, []), **{label: CONFIGS[label] for label in args.configs}}
     results = {"measures": "best-of-iters wall / CPU seconds per strategy.step and peak-RSS growth (MB) over the "
                            f"steps, {args.threads} torch thread(s), one process per run",
                "demo_cfg": args.cfg}
