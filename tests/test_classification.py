@@ -132,6 +132,14 @@ def test_bad_zip_and_map_errors_are_one_line(tmp_path):
     assert "cannot read image" in msg and "corrupt.zip:a/x.png" in msg
 
 
+def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    """Class folders and zip members go through image_io's header check (MAX_IMAGE_PIXELS)."""
+    zpath, mpath = make_zip(tmp_path)
+    monkeypatch.setattr("src.data.image_io.MAX_IMAGE_PIXELS", 10)
+    msg = one_line_error(ValueError, lambda: ZipImageDataset(str(zpath), str(mpath))[0])
+    assert "above image_io.MAX_IMAGE_PIXELS" in msg and "train.zip:n000/img0.png" in msg
+
+
 def tree_digest(root):
     h = hashlib.sha256()
     for dirpath, _, files in sorted(os.walk(root)):

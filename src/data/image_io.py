@@ -9,18 +9,28 @@ MAX_IMAGE_PIXELS = 64_000_000  # width x height of any image or label map read [
 LABEL_MODES = ("L", "P")  # label PNGs: 8-bit grey or palette, read as the stored indices
 
 
-def _read(path: str, what: str, convert) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
+def _decode(source, what: str, name: str, convert):
+    """`convert(img)` of the image in `source` (a path or a file object); ValueError naming `name`."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             w, h = img.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{w}x{h} pixels, above image_io.MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS})")
             return convert(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot read {what} {path}: {reason}") from None
+        raise ValueError(f"cannot read {what} {name}: {reason}") from None
+
+
+def _read(path: str, what: str, convert) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return _decode(path, what, path, convert)
+
+
+def open_rgb(source, name: str) -> Image.Image:
+    """The RGB PIL image of a path or file object (e.g. a zip member), `name` naming it in errors."""
+    return _decode(source, "image", name, lambda img: img.convert("RGB"))
 
 
 def load_rgb(path: str) -> np.ndarray:

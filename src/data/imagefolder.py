@@ -8,24 +8,13 @@ import zipfile
 import zlib
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from PIL import Image
-from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from src.data.image_io import open_rgb
 from src.data.samples import ImageSamples
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def open_rgb(source, name: str) -> Image.Image:
-    """Decode an image file (path or file object) to RGB; ValueError naming `name` if it cannot be read."""
-    try:
-        with Image.open(source) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot read image {name}: {reason}") from None
 
 
 def build_transform(train: bool, size_hw: Tuple[int, int], crop_scale: Sequence[float] = (0.08, 1.0),
@@ -99,7 +88,7 @@ def read_map_file(map_file: str) -> List[Tuple[str, int]]:
     return entries
 
 
-class ZipImageDataset(Dataset):
+class ZipImageDataset(ImageSamples):
     """Images inside a zip archive, listed with their labels by a map file (Swin / HRT-Cls zip format)."""
 
     def __init__(self, zip_file: str, map_file: str, transform: Optional[Callable] = None):
@@ -115,7 +104,7 @@ class ZipImageDataset(Dataset):
         if missing:
             raise ValueError(f"map file {map_file} lists {len(missing)} image(s) missing from {zip_file} "
                              f"(e.g. {missing[0]})")
-        self.num_classes = max(label for _, label in self.samples) + 1
+        self.classes = [str(c) for c in range(max(label for _, label in self.samples) + 1)]  # the map has ids only
         self._zip, self._pid = None, None
 
     def __getstate__(self):  # the open archive handle is per process (DataLoader workers reopen it)
@@ -127,13 +116,6 @@ class ZipImageDataset(Dataset):
         if self._zip is None or self._pid != os.getpid():
             self._zip, self._pid = zipfile.ZipFile(self.zip_file), os.getpid()
         return self._zip
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def split_groups(self) -> List[int]:
-        """Every sample is its own image (the bilevel split's groups)."""
-        return list(range(len(self.samples)))
 
     def __getitem__(self, index: int) -> dict:
         name, label = self.samples[index]
