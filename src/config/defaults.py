@@ -148,7 +148,7 @@ _C.SEARCH.EDGE_NORM = False  # PC-DARTS edge normalisation: a learnable weight (
 _C.SEARCH.TAU_MAX = 10.0  # gdas: Gumbel-softmax temperature of the first epoch, annealed linearly ...
 _C.SEARCH.TAU_MIN = 0.1  # ... to this one at the last epoch (TRAIN.EPOCHS)
 _C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every N iterations
-_C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch loss's Hessian (alpha/beta) every N arch steps (0 = off)
+_C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch loss's Hessian (every arch parameter: alpha, beta, edge-norm gamma) every N arch steps (0 = off)
 _C.SEARCH.EIGEN_ITERS = 10  # collapse monitor: power iterations (Hessian-vector products) per estimate
 _C.SEARCH.EIGEN_STOP_FACTOR = 0.0  # collapse monitor: stop the search when |eigenvalue| > this x the first estimate (0 = never)
 
