@@ -62,7 +62,7 @@ _C.MODEL.BACKBONE = "resnet18"  # resnet18/34/50/101, mobilenet_v2, hrnet_w32, c
 _C.MODEL.PRETRAINED = ""  # local checkpoint path for the backbone ("" = random init; nothing is downloaded)
 _C.MODEL.WIDTH = 32  # baseline: width of the feature pyramid neck
 _C.MODEL.BACKBONE_WIDTH_MULT = 1.0  # width multiplier of the backbone (for tiny test/demo models)
-_C.MODEL.SEG_HEAD_CHANNELS = 0  # model seg: width of the 1x1 conv after the concatenated branches (0 = their summed width, as HRNet-seg)
+_C.MODEL.SEG_HEAD_CHANNELS = 0  # models seg and cls: width of the 1x1 conv after the concatenated branches (0 = their summed width, as HRNet-seg)
 
 _C.MODEL.FABRIC = CN()
 _C.MODEL.FABRIC.OPERATIONS = ["zero", "skip_connect", "sep_conv_3x3", "atr_conv_3x3"]  # candidate ops on every edge
