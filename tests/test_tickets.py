@@ -315,7 +315,11 @@ def test_bad_inputs_give_one_line_errors(tiny_synthetic, tmp_path, capsys):
     assert run_cli(train_main, ["--cfg", BASE, *opts, "TICKET.METHOD", "magnitude",
                                 "TICKET.TARGET_DENSITY", "0.0"]) == 1
     capsys.readouterr()
-    hr_opts = tiny_train_opts(tiny_synthetic, tmp_path / "y", **{**TINY_HR, "SLIM.METHOD": "none"})
-    assert run_cli(train_main, ["--cfg", HR, "--transfer", str(tmp_path / "ticket.pth"), *hr_opts]) == 1
+    hr = {**TINY_HR, "SLIM.METHOD": "none", "MODEL.NAME": "cls", "MODEL.BACKBONE": "hr_supernet",
+          "DATASET.NUM_CLASSES": 10}
+    _ticket_file(load_config(HR, tiny_train_opts(tiny_synthetic, tmp_path / "c", **hr)), tmp_path / "cls.pth")
+    hr_opts = tiny_train_opts(tiny_synthetic, tmp_path / "y", **{**TINY_HR, "SLIM.METHOD": "none",
+                                                                 "MODEL.HR.WIDTHS": "[4, 8, 12, 24]"})
+    assert run_cli(train_main, ["--cfg", HR, "--transfer", str(tmp_path / "cls.pth"), *hr_opts]) == 1
     err = capsys.readouterr().err.strip()
     assert "incompatible backbones" in err and len(err.splitlines()) == 1

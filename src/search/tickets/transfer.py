@@ -9,6 +9,7 @@ from src.architecture.arch_params import unwrap
 from src.search.tickets.masks import MASK_SUFFIX, attach_masks_from_state
 
 BACKBONE = "backbone."
+ORIG_SUFFIX = ".weight_orig"
 
 
 def has_masks(state: Dict[str, torch.Tensor]) -> bool:
@@ -27,15 +28,17 @@ def transfer_backbone(model: nn.Module, state: Dict[str, torch.Tensor], path: st
         raise ValueError(f"--transfer: ticket {path} holds no backbone tensors (backbone.*)")
     if not has_masks(source):
         raise ValueError(f"--transfer: ticket {path} holds no masks in its backbone")
-    attach_masks_from_state(core.backbone, source, path)
-    own = core.backbone.state_dict()
-    missing = sorted(set(own) - set(source))
-    extra = sorted(set(source) - set(own))
-    wrong = [k for k in source if k in own and own[k].shape != source[k].shape]
+    dense = {k.replace(ORIG_SUFFIX, ".weight"): v for k, v in source.items() if not k.endswith(MASK_SUFFIX)}
+    own = {k.replace(ORIG_SUFFIX, ".weight"): v for k, v in core.backbone.state_dict().items()
+           if not k.endswith(MASK_SUFFIX)}
+    missing = sorted(set(own) - set(dense))
+    extra = sorted(set(dense) - set(own))
+    wrong = [k for k in dense if k in own and own[k].shape != dense[k].shape]
     if missing or extra or wrong:
         key = (missing or extra or wrong)[0]
         raise ValueError(f"--transfer: incompatible backbones: ticket {path} and the {type(core).__name__} of "
                          f"this config differ in {len(missing)} missing, {len(extra)} unexpected, {len(wrong)} "
                          f"wrong-shape tensors (e.g. backbone.{key})")
+    attach_masks_from_state(core.backbone, source, path)
     core.backbone.load_state_dict(source)
     return len(source)
