@@ -175,7 +175,7 @@ def test_masks_survive_a_shrink_or_are_reset(keep):
 
 def _resume_cfg(root, out, epochs):
     return load_config(HR, tiny_train_opts(root, out, **{
-        **TINY_HR, "TRAIN.EPOCHS": epochs, "SLIM.TARGET_FLOPS": 0.0, "TICKET.METHOD": "magnitude",
+        **TINY_HR, "TRAIN.EPOCHS": epochs, "SLIM.METHOD": "none", "TICKET.METHOD": "magnitude",
         "TICKET.TARGET_DENSITY": 0.3, "TICKET.STEPS": 3, "TICKET.REACTIVATE": True,
         "TICKET.REACTIVATE_VALUES": "rewind", "TICKET.REWIND_EPOCH": 1, "TRAIN.EVAL_INTERVAL": 100}))
 
@@ -186,10 +186,6 @@ def test_resume_mid_schedule_is_exact(tiny_synthetic, tmp_path):
         cfg = _resume_cfg(tiny_synthetic, out, epochs)
         seed_all(cfg.SEED)
         t = Trainer(cfg, build_model(cfg), resume=resume)
-        with torch.no_grad():  # a shrink after epoch 0 (the gates are re-zeroed the same way in both runs)
-            for g in t.slimmer.groups:
-                if g.kind == "channel" and not resume:
-                    g.gate.data[: g.gate.numel() // 2] = 0.0
         t.fit()
         return t.core.state_dict()
     full = run(tmp_path / "full", 4)
@@ -224,8 +220,9 @@ def test_two_gloo_ranks_hold_the_same_masks(tiny_synthetic, tmp_path):
     a, b = (torch.load(out / f"r{r}.pt", weights_only=True) for r in (0, 1))
     masks = [k for k in a if k.endswith("weight_mask")]
     assert masks
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for k in a:  # masks and weights (BN running statistics are per rank until the next forward)
+        if "running_" not in k and "num_batches" not in k:
+            assert torch.equal(a[k], b[k]), k
 
 
 def _ticket_file(cfg, path, d=0.4, seed=0):
