@@ -69,12 +69,6 @@ def unmask(module: nn.Module) -> None:
     module.register_parameter("weight", orig)
 
 
-def refresh(module: nn.Module) -> None:
-    """Recompute `weight` from `weight_orig * weight_mask` (after the parameter was changed in place)."""
-    if is_pruned(module):
-        module.weight = module.weight_orig * module.weight_mask
-
-
 def masks_of(model: nn.Module) -> Dict[str, Tensor]:
     """Module name -> bool mask of every pruned module."""
     return {name: m.weight_mask.bool() for name, m in unwrap(model).named_modules()
@@ -108,9 +102,3 @@ def attach_masks_from_state(model: nn.Module, state: Dict[str, Tensor], path: st
         set_mask(m, mask)
         count += 1
     return count
-
-
-def strip_masks(model: nn.Module) -> None:
-    """Remove every mask keeping the trained values (a dense network again)."""
-    for m in unwrap(model).modules():
-        unmask(m)
