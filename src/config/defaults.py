@@ -1,7 +1,8 @@
 """The single yacs tree of FabricNAS. Every key is commented; configs in `configs/` override it.
 
 Sections: run-level keys, DATASET, MODEL (with FABRIC, PARTS, HR, HRT sub-nodes), LOSS, TRAIN, SEARCH,
-DERIVE (searched supernet -> genotype), SLIM (HR-NAS slimming during training), TEST, DIST. Add a key here (with a
+DERIVE (searched supernet -> genotype), SLIM (HR-NAS slimming during training), TICKET (SuperTickets
+weight pruning), TEST, DIST. Add a key here (with a
 comment) before any code reads it. To rename a key, add old -> new to `RENAMED` in src/config/loader.py (old YAML
 files and overrides keep loading, with a note) and bump CONFIG_VERSION.
 """
@@ -61,7 +62,7 @@ _C.MODEL.BACKBONE = "resnet18"  # resnet18/34/50/101, mobilenet_v2, hrnet_w32, c
 _C.MODEL.PRETRAINED = ""  # local checkpoint path for the backbone ("" = random init; nothing is downloaded)
 _C.MODEL.WIDTH = 32  # baseline: width of the feature pyramid neck
 _C.MODEL.BACKBONE_WIDTH_MULT = 1.0  # width multiplier of the backbone (for tiny test/demo models)
-_C.MODEL.SEG_HEAD_CHANNELS = 0  # model seg: width of the 1x1 conv after the concatenated branches (0 = their summed width, as HRNet-seg)
+_C.MODEL.SEG_HEAD_CHANNELS = 0  # models seg and cls: width of the 1x1 conv after the concatenated branches (0 = their summed width, as HRNet-seg)
 
 _C.MODEL.FABRIC = CN()
 _C.MODEL.FABRIC.OPERATIONS = ["zero", "skip_connect", "sep_conv_3x3", "atr_conv_3x3"]  # candidate ops on every edge
@@ -170,6 +171,21 @@ _C.SLIM.THRESHOLD = 1e-3  # channels/tokens/heads whose |gate| is below this are
 _C.SLIM.INTERVAL = 2  # shrink after every INTERVAL epochs (and after the last epoch)
 _C.SLIM.TARGET_FLOPS = 0.0  # 0 = off; else rho adapts until the projected FLOPs reach it (<= 1: fraction of the supernet's, > 1: FLOPs at MODEL.INPUT_SIZE) and a shrink stops there
 _C.SLIM.RHO_GAIN = 0.05  # with TARGET_FLOPS: per update_rho, rho *= exp(RHO_GAIN * clip(projected/target - 1, -1, 1)), within [1e-3, 1e3] x RHO
+
+# ---------------------------------------------------------------- ticket (SuperTickets: weight pruning, src/search/tickets/)
+_C.TICKET = CN()
+_C.TICKET.METHOD = "none"  # weight scores: "none" (no pruning), "magnitude" (global L1, SuperTickets), "random", "snip" (|w * dL/dw|), "synflow" (|w * dR/dw|, data-free)
+_C.TICKET.SCHEDULE = "cubic"  # "cubic" / "linear": a step after every INTERVAL epochs, density d_k = D + (1 - D)(1 - k/STEPS)^3 (cubic) or 1 - (1 - D) k/STEPS (linear) for the k-th step, D = TARGET_DENSITY reached at step STEPS (after STEPS x INTERVAL epochs), later steps re-rank at D; "oneshot": one step to D before the first training step
+_C.TICKET.TARGET_DENSITY = 0.1  # fraction of the prunable weights kept in the end, in (0, 1] (SuperTickets' target_ratio 0.9 = density 0.1)
+_C.TICKET.INTERVAL = 1  # epochs between gradual steps (SuperTickets: prune_interval)
+_C.TICKET.STEPS = 3  # gradual steps to reach TARGET_DENSITY
+_C.TICKET.REACTIVATE = False  # True: every step re-ranks all prunable weights (pruned ones may come back); False: only the unpruned ones compete (pruned weights stay pruned)
+_C.TICKET.REACTIVATE_VALUES = "kept"  # with REACTIVATE: the values pruned weights carry when ranked and reactivated: "kept" (the value they had when pruned; frozen while pruned) or "rewind" (their value after REWIND_EPOCH epochs)
+_C.TICKET.REWIND_EPOCH = 0  # REACTIVATE_VALUES rewind: epochs done when the weights are snapshotted (0 = the initial weights)
+_C.TICKET.KEEP_MASKS_ON_SHRINK = True  # True: a structural shrink (SLIM) slices the masks with the weights; False: it resets them (every weight active again, SuperTickets without reuse_mask)
+_C.TICKET.INCLUDE = ["*"]  # fnmatch patterns of module names whose weight is prunable (among Conv2d / Linear modules: blocks, stems, heads)
+_C.TICKET.EXCLUDE = []  # fnmatch patterns of module names never pruned, e.g. ["final", "head.classifier"]
+_C.TICKET.SCORE_BATCHES = 1  # snip: training batches whose gradients score the weights
 
 # ---------------------------------------------------------------- test
 _C.TEST = CN()

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from src.search.tickets.masks import attach_masks_from_state
 from src.utils.atomic import atomic_write
 from src.utils.state_dict import read_checkpoint, tensor_state
 
@@ -17,7 +18,9 @@ def load_model_weights(model: nn.Module, path: str) -> None:
 
 
 def load_state_checked(model: nn.Module, sd: dict, path: str) -> None:
-    """`model.load_state_dict(sd)` with a one-line ValueError naming `path` when they do not fit."""
+    """`model.load_state_dict(sd)` with a one-line ValueError naming `path` when they do not fit. Pruning
+    masks in `sd` (a ticket, src/search/tickets/) are attached to the model first."""
+    attach_masks_from_state(model, sd, path)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

@@ -54,6 +54,9 @@ def train_args(argv=None):
     p.add_argument("--show_arch_value", action="store_true", help="print softmaxed alpha/beta tables while searching")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pth exactly")
     p.add_argument("--inherit", default="", help="with --genotype: start from this supernet checkpoint's weights")
+    p.add_argument("--ticket", default="", help="retrain this ticket checkpoint (weights + masks; masks fixed)")
+    p.add_argument("--transfer", default="", help="fine-tune this ticket's backbone (masks fixed) with a new head")
+    p.add_argument("--task", default="", help="override TASK (pose, classification, segmentation), e.g. with --transfer")
     return _parse(p, argv)
 
 

@@ -5,12 +5,15 @@ import sys
 import torch
 
 from src.architecture.arch_params import arch_parameter_names
-from src.engine.checkpoint import load_model_weights
+from src.engine.checkpoint import load_state_checked
 from src.engine.cli import config_from, test_args, train_args
 from src.engine.pose_task import build_task
 from src.engine.trainer import Trainer, pick_device, place, seed_all
 from src.network_factory.registry import build_model
+from src.search.tickets.masks import masks_of
+from src.search.tickets.report import format_report, ticket_report
 from src.utils import distributed as dist_utils
+from src.utils.state_dict import read_checkpoint, tensor_state
 
 
 def build_network(cfg, genotype_path: str = ""):
@@ -21,16 +24,60 @@ def build_network(cfg, genotype_path: str = ""):
     return build_model(cfg)
 
 
+def network_for_checkpoint(cfg, path: str, genotype_path: str = ""):
+    """The network of checkpoint `path` with its weights (and masks): built from `genotype_path`, else from
+    the genotype the checkpoint holds (a network shrunk by slimming), else from the config."""
+    state = read_checkpoint(path)
+    if genotype_path or "genotype" not in state:
+        model = build_network(cfg, genotype_path)
+    else:
+        from src.network_factory.from_genotype import build_from_genotype
+        model = build_from_genotype(cfg, state["genotype"])
+    load_state_checked(model, tensor_state(state, path), path)
+    return model, state
+
+
+def _fixed_masks(cfg, flag: str):
+    """--ticket / --transfer train with the ticket's masks fixed: no pruning schedule."""
+    if cfg.TICKET.METHOD != "none":
+        if dist_utils.is_main():
+            print(f"note: {flag} keeps the ticket's masks fixed: TICKET.METHOD {cfg.TICKET.METHOD} -> none",
+                  file=sys.stderr)
+        cfg.defrost()
+        cfg.TICKET.METHOD = "none"
+        cfg.freeze()
+
+
+def _ticket_model(cfg, args):
+    """The model of --ticket (the ticket itself) or --transfer (the config's model, the ticket's backbone)."""
+    from src.search.tickets.transfer import has_masks, transfer_backbone
+    if args.ticket:
+        model, state = network_for_checkpoint(cfg, args.ticket, args.genotype)
+        if not has_masks(tensor_state(state, args.ticket)):
+            raise ValueError(f"--ticket: {args.ticket} holds no masks (not a ticket)")
+        _fixed_masks(cfg, "--ticket")
+        return model
+    model = build_network(cfg, args.genotype)
+    n = transfer_backbone(model, tensor_state(read_checkpoint(args.transfer), args.transfer), args.transfer)
+    if dist_utils.is_main():
+        print(f"note: --transfer took {n} backbone tensors (masks included) from {args.transfer}", file=sys.stderr)
+    _fixed_masks(cfg, "--transfer")
+    return model
+
+
 def train_main(argv=None) -> int:
     args = train_args(argv)
     if args.inherit and not args.genotype:
         raise ValueError("--inherit needs --genotype (the derived network that inherits the supernet's weights)")
+    if sum(map(bool, (args.inherit, args.ticket, args.transfer))) > 1:
+        raise ValueError("--inherit, --ticket and --transfer exclude each other")
     extra = ["SEARCH.STRATEGY", args.search] if args.search else []
+    extra += ["TASK", args.task] if args.task else []
     cfg = config_from(args, extra)
     dist_utils.init_distributed(cfg.DIST.BACKEND)
     try:
         seed_all(cfg.SEED)
-        model = build_network(cfg, args.genotype)
+        model = _ticket_model(cfg, args) if args.ticket or args.transfer else build_network(cfg, args.genotype)
         if args.genotype and not arch_parameter_names(model) and cfg.SEARCH.STRATEGY != "none":  # nothing to search
             if dist_utils.is_main():
                 print(f"note: --genotype retrains the derived network: SEARCH.STRATEGY {cfg.SEARCH.STRATEGY} -> none",
@@ -55,9 +102,11 @@ def train_main(argv=None) -> int:
 def test_main(argv=None) -> int:
     args = test_args(argv)
     cfg = config_from(args)
-    model = build_network(cfg, args.genotype)
     ckpt = args.ckpt or cfg.TEST.CKPT or os.path.join(cfg.OUTPUT_DIR, "best.pth")
-    load_model_weights(model, ckpt)
+    model, _ = network_for_checkpoint(cfg, ckpt, args.genotype)
+    if masks_of(model):  # a ticket: its true densities and sparse MACs
+        w, h = cfg.MODEL.INPUT_SIZE
+        print(format_report(ticket_report(model, (1, 3, h, w))))
     if args.param_flop:
         from src.engine.model_report import print_param_flop
         print_param_flop(cfg, model)

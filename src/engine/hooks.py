@@ -4,15 +4,20 @@
 |--------------------|--------------------------------------------------------------------------------------|
 | `TimeBudgetHook`   | TRAIN.TIME_BUDGET_MIN > 0: asks the trainer to stop once the budget is used (option) |
 | `SlimmingHook`     | HR-NAS slimming: rho(t) before every step, physical shrink at SLIM.INTERVAL / end    |
+| `TicketHook`       | SuperTickets weight pruning: rewind snapshot, gradual / one-shot steps (TICKET.*),   |
+|                    | masks carried through the slimming shrinks (src/search/tickets/)                     |
 | `ArchMonitorHook`  | at every arch step: softmaxed alpha/beta and their mean normalised entropy to        |
 |                    | arch_values.csv / TensorBoard; every SEARCH.EIGEN_EVERY arch steps the dominant      |
 |                    | Hessian eigenvalue (collapse monitor, optional early stop); --show_arch_value tables |
 | `EvalCheckpointHook` | evaluation every TRAIN.EVAL_INTERVAL epochs and at the end; best.pth / last.pth    |
 | `SearchExportHook` | at the end of a search: prune -> genotype.json, renders, plots (search_outputs.py)   |
 
-`before_step` / `after_step` return a dict of scalars merged into the step's log row.
+`before_step` / `after_step` return a dict of scalars merged into the step's log row. `before_shrink` /
+`after_shrink(surgery)` surround a structural shrink (`Surgery` of src/architecture/hr/shrink.py, None
+when nothing was removed) so that state tied to parameters follows them.
 `state_dict()` entries go into every checkpoint; `load_state_dict(state)` reads them on resume.
 """
+import itertools
 import math
 import time
 from typing import Dict, List
@@ -21,6 +26,8 @@ from src.architecture.arch_params import arch_parameter_names
 from src.architecture.genotype.genotype import genotype_of
 from src.network_factory.from_genotype import run_fields
 from src.search.collapse import dominant_eigenvalue
+from src.search.tickets.scores import ScoreContext
+from src.search.tickets.ticket_pruner import build_ticket_pruner
 from src.utils import distributed as dist_utils
 
 
@@ -38,6 +45,12 @@ class HookBase:
         return {}
 
     def after_epoch(self, epoch: int) -> None:
+        pass
+
+    def before_shrink(self) -> None:
+        pass
+
+    def after_shrink(self, surgery) -> None:
         pass
 
     def after_train(self) -> None:
@@ -76,8 +89,11 @@ class SlimmingHook(HookBase):
 
     def after_epoch(self, epoch):
         t = self.trainer
-        opt = t.strategy.weight_optimizer
-        stats = self.slimmer.shrink(opt) if t.is_last_epoch else self.slimmer.maybe_shrink(epoch, opt)
+        if not (t.is_last_epoch or self.slimmer.due(epoch)):
+            return
+        t.call("before_shrink")
+        stats = self.slimmer.shrink(t.strategy.weight_optimizer)
+        t.call("after_shrink", None if stats is None else stats["surgery"])
         if stats is None:
             return
         self.shrunk = True
@@ -95,6 +111,53 @@ class SlimmingHook(HookBase):
     def load_state_dict(self, state):
         self.slimmer.load_state_dict(state["slimmer"])
         self.shrunk = "genotype" in state
+
+
+class TicketHook(HookBase):
+    """SuperTickets: the rewind snapshot before each epoch; a one-shot step before the first training step
+    or a gradual step after every TICKET.INTERVAL epochs (after the slimming shrink of that epoch); masks,
+    pruned values and snapshot follow every shrink. Only weights of Conv2d / Linear modules are pruned
+    (never arch parameters or gates), so it runs with plain training, slimming and the bilevel search alike."""
+
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        self.pruner = build_ticket_pruner(trainer.cfg, trainer.core)
+        self.pruner.attach(trainer.strategy.weight_optimizer)
+
+    def before_epoch(self, epoch):
+        self.pruner.maybe_snapshot(epoch)
+        if self.pruner.schedule.kind == "oneshot" and self.pruner.steps_done == 0:
+            self._prune(self.pruner.schedule.target, epoch)
+
+    def after_epoch(self, epoch):
+        k = self.pruner.schedule.step_after(epoch)
+        if k:
+            self._prune(self.pruner.schedule.density(k), epoch)
+
+    def _prune(self, density: float, epoch: int) -> None:
+        from src.engine.trainer import to_device  # the trainer imports this module
+        t = self.trainer
+        n = t.cfg.TICKET.SCORE_BATCHES if t.cfg.TICKET.METHOD == "snip" else 0
+        batches = [to_device(b, t.device) for b in itertools.islice(iter(t.loaders[0]), n)]
+        w, h = t.cfg.MODEL.INPUT_SIZE
+        ctx = ScoreContext(t.core, criterion=t.task.criterion, batches=batches,
+                           seed=t.cfg.SEED * 1000 + self.pruner.steps_done, input_shape=(1, 3, h, w))
+        stats = self.pruner.step(density, ctx, t.strategy.weight_optimizer)
+        t.log.info(f"epoch {epoch} ticket step {stats['step']}: density {stats['density']:.4f} "
+                   f"({stats['kept']}/{stats['total']} prunable weights kept)")
+
+    def before_shrink(self):
+        self.pruner.before_shrink()
+
+    def after_shrink(self, surgery):
+        self.pruner.after_shrink(surgery)
+
+    def state_dict(self):
+        return {"ticket": self.pruner.state_dict()}
+
+    def load_state_dict(self, state):
+        if "ticket" in state:
+            self.pruner.load_state_dict(state["ticket"])
 
 
 class ArchMonitorHook(HookBase):
@@ -177,6 +240,8 @@ def default_hooks(trainer) -> List[HookBase]:
     hooks: List[HookBase] = [TimeBudgetHook(trainer)]
     if trainer.slimmer is not None:
         hooks.append(SlimmingHook(trainer))
+    if trainer.cfg.TICKET.METHOD != "none":
+        hooks.append(TicketHook(trainer))
     searching = bool(arch_parameter_names(trainer.core))
     if searching:
         hooks.append(ArchMonitorHook(trainer))

@@ -179,7 +179,8 @@ class Trainer:
         if not self.stop_reason:
             self.stop_reason = reason
 
-    def _call(self, event: str, *args) -> None:
+    def call(self, event: str, *args) -> None:
+        """Run hook event `event` on every hook in order (hooks use it for events they raise, e.g. shrinks)."""
         for hook in self.hooks:
             getattr(hook, event)(*args)
 
@@ -187,16 +188,16 @@ class Trainer:
         epoch = self.start_epoch
         try:
             while epoch < self.cfg.TRAIN.EPOCHS:
-                self._call("before_epoch", epoch)
+                self.call("before_epoch", epoch)
                 self._train_epoch(epoch)
                 self.is_last_epoch = epoch + 1 == self.cfg.TRAIN.EPOCHS or bool(self.stop_reason)
                 self.scheduler.step()
-                self._call("after_epoch", epoch)
+                self.call("after_epoch", epoch)
                 epoch += 1
                 if self.stop_reason:
                     self.log.info(f"stopped after epoch {epoch}: {self.stop_reason}")
                     break
-            self._call("after_train")
+            self.call("after_train")
             dist_utils.barrier()
         except NonFiniteError as exc:
             self.log.info(f"stopped: {exc}")

@@ -131,9 +131,11 @@ class Slimmer:
 
         The optimizer is updated in place (same object; its param groups hold the new parameters, their
         state sliced alike). When a dict is returned the model's parameters changed: re-wrap DDP."""
-        if (epoch + 1) % self.interval and epoch + 1 < self.epochs:
-            return None
-        return self.shrink(optimizer)
+        return self.shrink(optimizer) if self.due(epoch) else None
+
+    def due(self, epoch: int) -> bool:
+        """Whether a shrink is due after epoch `epoch` (0-based): every SLIM.INTERVAL epochs and the last."""
+        return not (epoch + 1) % self.interval or epoch + 1 >= self.epochs
 
     # -- shrinking
     def _select(self) -> Optional[List[Tensor]]:
@@ -176,7 +178,7 @@ class Slimmer:
         self._profile()
         self._set_weights()
         units = self._units_by_kind()
-        stats = {"flops_before": before, "flops": self.flops,
+        stats = {"flops_before": before, "flops": self.flops, "surgery": surgery,
                  "edges_removed": removed["edges"], "branches_removed": removed["branches"],
                  "tokens": {g.name: g.size for g in self.groups if g.kind == "token"},
                  **{f"{kind}_units_removed": units_before[kind] - units.get(kind, 0) for kind in units_before}}

@@ -56,6 +56,11 @@ class Surgery:
         self._origin[new] = (source, idx)
         setattr(module, name, new)
 
+    def slice_like(self, param: nn.Parameter, tensor: Tensor) -> Tensor:
+        """`tensor` (shaped like the original of `param`) sliced as `param` was; unchanged if it was not."""
+        _, idx = self._origin.get(param, (None, None))
+        return tensor if idx is None else _index(tensor, idx)
+
     def remap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         """In place: sliced parameters replace their originals (state sliced alike), removed ones leave."""
         by_source = {id(src): (new, idx) for new, (src, idx) in self._origin.items()}
