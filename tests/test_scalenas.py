@@ -175,7 +175,25 @@ def test_calibrated_bn_statistics_equal_a_direct_pass():
     assert model.bns[0].momentum == 0.1
 
 
-# ------------------------------------------------------------------ one-shot training: resume and DDP
+# ------------------------------------------------------------------ one-shot training: NaN, resume and DDP
+def test_oneshot_step_stops_on_a_nan_loss_and_refuses_a_model_without_supernet(tiny_synthetic, tmp_path):
+    from src.search.base import NonFiniteError
+    from src.search.strategies import build_strategy
+    cfg = tiny_cfg(tiny_synthetic, tmp_path)
+    strategy = build_strategy(cfg, build_model(cfg), lambda out, batch: out.mean())
+    image = torch.randn(2, 3, 64, 48)
+    image[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="non-finite"):
+        strategy.step({"image": image})
+    assert strategy.supernet.active == largest(strategy.supernet.spec)
+    from src.architecture.model_interface import ModelInterface
+
+    class Plain(ModelInterface, nn.Conv2d):
+        pass
+    with pytest.raises(ValueError, match="no ScaleNAS supernet"):
+        build_strategy(cfg, Plain(3, 3, 1), lambda out, batch: out.mean())
+
+
 def make_trainer(root, out, resume=False, **extra):
     from src.engine.trainer import Trainer, seed_all
     cfg = tiny_cfg(root, out, **extra)

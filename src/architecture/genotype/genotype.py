@@ -18,8 +18,9 @@ JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
                                            "alpha": {cell: {edge: [softmax per op]}}}, ...}}}
 ```
 A part model has backbone, head and parts (part.py); an hr_dense model has no parts and its "hr"
-section; a scalenet model only its "scale" section. A part's fabric spec lists its kept cells, their kept inputs with `input_weights` and kept ops per
-edge with `op_weights` (the softmax values that chose them, renormalised; see prune.py).
+section; a scalenet model only its "scale" section. A part's fabric spec lists its kept cells, their kept
+inputs with `input_weights` and kept ops per edge with `op_weights` (the softmax values that chose them,
+renormalised; see prune.py).
 "search" (optional) is provenance (search_record.py); the build ignores it.
 
 Parsed once, at load (`load_genotype`, `parse_genotype`), section by section, each field type-checked and

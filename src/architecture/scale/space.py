@@ -45,13 +45,14 @@ class ScaleSpaceSpec:
             bad("widths", f"must be 1 to {MAX_HR_BRANCHES} widths >= 1, got {list(self.widths)}")
         if len(self.modules) != len(self.widths) or min(self.modules) < 0 or not 1 <= sum(self.modules) \
                 <= MAX_SCALE_MODULES:
-            bad("modules", f"must be one count >= 0 per width ({len(self.widths)}), 1 to {MAX_SCALE_MODULES} in all, got "
-                f"{list(self.modules)}")
+            bad("modules", f"must be one count >= 0 per width ({len(self.widths)}), 1 to {MAX_SCALE_MODULES} in "
+                f"all, got {list(self.modules)}")
         if not 1 <= self.max_depth <= MAX_SCALE_DEPTH:
             bad("max_depth", f"must be in 1..{MAX_SCALE_DEPTH}, got {self.max_depth}")
         if not self.depth_list or list(self.depth_list) != sorted(set(self.depth_list)) or \
                 not 1 <= self.depth_list[0] <= self.depth_list[-1] <= self.max_depth:
-            bad("depth_list", f"must be sorted distinct depths in 1..max_depth ({self.max_depth}), got {list(self.depth_list)}")
+            bad("depth_list", f"must be sorted distinct depths in 1..max_depth ({self.max_depth}), got "
+                f"{list(self.depth_list)}")
         if self.block not in BLOCKS:
             bad("block", f"'{self.block}' is not one of {list(BLOCKS)}")
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):

@@ -240,7 +240,8 @@ def fabric_graph(g: Genotype, view: str = "derived") -> graphviz.Digraph:
         _hr_cluster(graph, g.arch.hr)
     if g.arch.scale is not None:
         _scale_cluster(graph, g.arch.scale)
-    _legend(graph)
+    if fabrics or g.arch.hr is not None:  # the legend explains fabric cells and edges
+        _legend(graph)
     return graph
 
 
