@@ -46,4 +46,8 @@ MAX_TOKENS = 256  # transformer tokens of one block [16]
 MAX_TOKEN_GRID = 32  # side G of the token map (token dim G^2, attention cost ~G^4) [8]
 MAX_HRT_WINDOW = 32  # side of an HRT attention window [7]
 
+# ScaleNAS supernet (its branches are bounded by MAX_HR_BRANCHES, its widths by MAX_CHANNELS)
+MAX_SCALE_MODULES = 16  # searchable modules over all stages [W32: 1 + 4 + 3 = 8]
+MAX_SCALE_DEPTH = 8  # blocks of one branch in one module [5]
+
 MAX_COUNT = 2**53  # params / FLOPs counts recorded in the search record (exact in a JSON double)

@@ -1,7 +1,7 @@
 """The single yacs tree of FabricNAS. Every key is commented; configs in `configs/` override it.
 
-Sections: run-level keys, DATASET, MODEL (with FABRIC, PARTS, HR, HRT sub-nodes), LOSS, TRAIN, SEARCH,
-DERIVE (searched supernet -> genotype), SLIM (HR-NAS slimming during training), TICKET (SuperTickets
+Sections: run-level keys, DATASET, MODEL (with FABRIC, PARTS, HR, SCALE, HRT sub-nodes), LOSS, TRAIN, SEARCH,
+ONESHOT, DERIVE (searched supernet -> genotype), SLIM (HR-NAS slimming during training), TICKET (SuperTickets
 weight pruning), TEST, DIST. Add a key here (with a
 comment) before any code reads it. To rename a key, add old -> new to `RENAMED` in src/config/loader.py (old YAML
 files and overrides keep loading, with a note) and bump CONFIG_VERSION.
@@ -58,7 +58,7 @@ _C.MODEL.NUM_JOINTS = 17  # keypoints predicted (17 for COCO, 16 for MPII)
 _C.MODEL.INPUT_SIZE = [96, 128]  # network input, [width, height] (segmentation: the training crop; tests take whole images)
 _C.MODEL.HEATMAP_STRIDE = 4  # input size / heatmap size
 _C.MODEL.SIGMA = 2.0  # Gaussian sigma of the target heatmaps, in heatmap pixels
-_C.MODEL.BACKBONE = "resnet18"  # resnet18/34/50/101, mobilenet_v2, hrnet_w32, compact_resnet, fabric, hr_supernet
+_C.MODEL.BACKBONE = "resnet18"  # resnet18/34/50/101, mobilenet_v2, hrnet_w32, compact_resnet, fabric, hr_supernet, scale_supernet
 _C.MODEL.PRETRAINED = ""  # local checkpoint path for the backbone ("" = random init; nothing is downloaded)
 _C.MODEL.WIDTH = 32  # baseline: width of the feature pyramid neck
 _C.MODEL.BACKBONE_WIDTH_MULT = 1.0  # width multiplier of the backbone (for tiny test/demo models)
@@ -96,6 +96,17 @@ _C.MODEL.HR.TRANSFORMER_GRID = 8  # feature maps are resized to GRID x GRID; tok
 _C.MODEL.HR.HRT_BLOCKS = []  # fnmatch patterns of parallel block names ending with an HRFormer block (window MODEL.HRT.WINDOW_SIZE, FFN MODEL.HRT.MLP_RATIO x width, FFN channels slimmed), e.g. ["stages.3.parallel.3.*"]
 _C.MODEL.HR.LAST_CHANNEL = 90  # hr_dense: output width of the searchable fusion block before the 1x1 to joints
 _C.MODEL.HR.HEAD_EXPAND_RATIO = 4.0  # hr_dense: expand ratio of that block (its input is the sum of branch widths)
+
+_C.MODEL.SCALE = CN()  # ScaleNAS one-shot supernet (model scalenet, MODEL.BACKBONE scale_supernet); src/architecture/scale/
+_C.MODEL.SCALE.STEM_CHANNELS = 64  # width of the two 3x3 stride-2 stem convs (image -> 1/4)
+_C.MODEL.SCALE.WIDTHS = [32, 64, 128, 256]  # branch b (stride 4 * 2^b) width; stage s has branches 0..s
+_C.MODEL.SCALE.MODULES = [0, 1, 4, 3]  # searchable modules of stage s (s + 1 branches), one count per width (ScaleNAS W32: 1/4/3 in stages 2-4)
+_C.MODEL.SCALE.MAX_DEPTH = 5  # blocks per branch and module in the supernet
+_C.MODEL.SCALE.DEPTH_LIST = [2, 3, 4, 5]  # depths a subnet's branch may pick (sorted, <= MAX_DEPTH)
+_C.MODEL.SCALE.BLOCK = "basic"  # "basic" (HRNet's BasicBlock, as ScaleNAS) or "inverted_residual" (HR-NAS's block, KERNEL_SIZES / EXPAND_RATIO)
+_C.MODEL.SCALE.KERNEL_SIZES = [3]  # inverted_residual: depthwise kernel of each path
+_C.MODEL.SCALE.EXPAND_RATIO = 2.0  # inverted_residual: hidden channels of each path = ratio x branch width
+_C.MODEL.SCALE.HEAD_CHANNELS = 0  # model scalenet: width of the 1x1 conv after the concatenated branches (0 = their summed width, as HRNet-seg)
 
 _C.MODEL.HRT = CN()  # HRFormer (models hrformer_cls, hrformer_pose); defaults = HRFormer-S, see configs/cls/
 _C.MODEL.HRT.NUM_CHANNELS = [32, 64, 128, 256]  # branch widths at strides 4, 8, 16, 32
@@ -136,7 +147,7 @@ _C.TRAIN.GRAD_CLIP = 0.0  # clip the weight-gradient norm (0 = off)
 
 # ---------------------------------------------------------------- search
 _C.SEARCH = CN()
-_C.SEARCH.STRATEGY = "none"  # none, random, sync, first_order_gradient, second_order_gradient, gdas (sampled single path, first order; GDAS, Dong & Yang 2019)
+_C.SEARCH.STRATEGY = "none"  # none, random, sync, first_order_gradient, second_order_gradient, gdas (sampled single path, first order; GDAS, Dong & Yang 2019), oneshot (ScaleNAS supernet, ONESHOT.*)
 _C.SEARCH.ARCH_LR = 3e-3  # Adam lr of the arch optimizer
 _C.SEARCH.ARCH_BETAS = [0.5, 0.999]  # Adam betas of the arch optimizer
 _C.SEARCH.ARCH_WD = 1e-3  # decoupled (AdamW) weight decay of the arch optimizer: alpha *= 1 - ARCH_LR * ARCH_WD per step
@@ -152,6 +163,15 @@ _C.SEARCH.SHOW_ARCH_EVERY = 50  # --show_arch_value: print the arch table every 
 _C.SEARCH.EIGEN_EVERY = 0  # collapse monitor: dominant eigenvalue of the arch loss's Hessian (every arch parameter: alpha, beta, edge-norm gamma) every N arch steps (0 = off)
 _C.SEARCH.EIGEN_ITERS = 10  # collapse monitor: power iterations (Hessian-vector products) per estimate
 _C.SEARCH.EIGEN_STOP_FACTOR = 0.0  # collapse monitor: stop the search when |eigenvalue| > this x the first estimate (0 = never)
+
+# ---------------------------------------------------------------- one-shot (ScaleNAS supernet training, SEARCH.STRATEGY oneshot)
+_C.ONESHOT = CN()
+_C.ONESHOT.GROUP_SAMPLING = True  # step t trains a subnet of group t mod G: every (FUSION_OPTIONS x DEPTH_OPTIONS) pair; False: every fusion option with the whole depth list
+_C.ONESHOT.SANDWICH = True  # add the smallest and largest subnets as groups, and train the largest in every step as the in-place distillation teacher
+_C.ONESHOT.FUSION_OPTIONS = [0.2, 0.5, 0.8]  # probabilities that a cross-branch fusion bit is on
+_C.ONESHOT.DEPTH_OPTIONS = []  # depth ranges drawn from, e.g. [[2, 3], [3, 4], [4, 5]]; [] = consecutive pairs of MODEL.SCALE.DEPTH_LIST
+_C.ONESHOT.KD_RATIO = 1.0  # with SANDWICH: loss = task + KD_RATIO * MSE(subnet output, largest subnet's output, detached)
+_C.ONESHOT.CALIB_BATCHES = 8  # BN calibration of a subnet before its evaluation: training batches (TRAIN.BATCH_SIZE, fixed by SEED)
 
 # ---------------------------------------------------------------- derive (searched supernet -> genotype)
 _C.DERIVE = CN()

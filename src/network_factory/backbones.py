@@ -14,7 +14,6 @@ import logging
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
@@ -22,6 +21,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from src.architecture.fabric.fabric import Fabric, FabricSearch, FabricSpec, rising_spec
 from src.architecture.fields import FieldError
 from src.architecture.genotype.part import FABRIC_BACKBONE, HR_BACKBONE, STEM, Backbone
+from src.architecture.hr.fuse_edge import hrnet_fuse_edge, resize_to
 from src.architecture.hr.spec import HRSupernetGenotype
 from src.architecture.hr.supernet import HRSupernet
 from src.architecture.layers import Stem, conv_bn
@@ -149,16 +149,9 @@ class HRModule(nn.Module):
     def __init__(self, channels: List[int], blocks: int = 4):
         super().__init__()
         self.branches = nn.ModuleList(nn.Sequential(*[BasicBlock(c, c) for _ in range(blocks)]) for c in channels)
-        self.fuse_layers = nn.ModuleList()
-        for i, ci in enumerate(channels):
-            row = nn.ModuleDict()
-            for j, cj in enumerate(channels):
-                if j > i:
-                    row[str(j)] = nn.Sequential(nn.Conv2d(cj, ci, 1, bias=False), nn.BatchNorm2d(ci))
-                elif j < i:
-                    row[str(j)] = nn.Sequential(*[conv_bn(cj, ci if k == i - j - 1 else cj, 3, 2, relu=k < i - j - 1)
-                                                  for k in range(i - j)])
-            self.fuse_layers.append(row)
+        self.fuse_layers = nn.ModuleList(
+            nn.ModuleDict({str(j): hrnet_fuse_edge(cj, ci, j, i) for j, cj in enumerate(channels) if j != i})
+            for i, ci in enumerate(channels))
 
     def forward(self, xs: List[Tensor]) -> List[Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
@@ -166,10 +159,7 @@ class HRModule(nn.Module):
         for i, row in enumerate(self.fuse_layers):
             y = xs[i]
             for j, fuse in row.items():
-                z = fuse(xs[int(j)])
-                if int(j) > i:
-                    z = F.interpolate(z, size=y.shape[-2:], mode="nearest")
-                y = y + z
+                y = y + resize_to(fuse(xs[int(j)]), y)
             outs.append(torch.relu(y))
         return outs
 

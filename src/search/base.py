@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from src.architecture.arch_params import unwrap
+from src.architecture.scale.space import OneShotSettings
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class StrategySettings:
     tau_max: float = 10.0  # SEARCH.TAU_MAX (gdas: temperature of the first epoch)
     tau_min: float = 0.1  # SEARCH.TAU_MIN (gdas: temperature of the last epoch)
     epochs: int = 1  # TRAIN.EPOCHS (gdas: the temperature schedule's length)
+    oneshot: OneShotSettings = OneShotSettings()  # ONESHOT.* (oneshot: sampling groups, sandwich, KD ratio)
 
 
 def build_weight_optimizer(s: StrategySettings, params) -> torch.optim.Optimizer:

@@ -10,6 +10,8 @@ second_order_gradient  bilevel with the DARTS unrolled hypergradient (src/search
 gdas                   first order with sampled single-path forwards (GDAS, Dong & Yang, CVPR 2019): one
                        Gumbel-max op per edge in the arch and the weight forward, straight-through gradient
                        to alpha (src/architecture/fabric/sampling.py), temperature SEARCH.TAU_MAX -> TAU_MIN
+oneshot                ScaleNAS one-shot supernet training: the subnet of step t is a function of (SEED, t),
+                       sandwich rule and in-place distillation from the largest subnet (src/search/oneshot.py)
 
 Strategies take values (`StrategySettings`); `build_strategy` reads them from the config (`strategy_settings`).
 Bilevel strategies take the arch batch from the arch split (src/search/split.py); while not `arch_active`
@@ -28,9 +30,11 @@ from src.architecture.arch_params import unwrap
 from src.architecture.fabric.fabric import Fabric, sampled_forwards
 from src.architecture.fabric.sampling import GumbelSampler
 from src.architecture.genotype.prune import is_searchable
+from src.architecture.scale.space import OneShotSettings
 from src.search.base import (SearchStrategy, StrategySettings, build_arch_optimizer, check_finite,
                              preserved_buffers)
 from src.search.hypergradient import MODES, compute_hypergradient
+from src.search.oneshot import OneShotStrategy
 from src.utils.distributed import all_reduce_mean_, broadcast_
 
 
@@ -165,14 +169,15 @@ class GdasStrategy(FirstOrderStrategy):
 
 
 STRATEGIES = {cls.name: cls for cls in (SearchStrategy, RandomStrategy, SyncStrategy,
-                                        FirstOrderStrategy, SecondOrderStrategy, GdasStrategy)}
+                                        FirstOrderStrategy, SecondOrderStrategy, GdasStrategy, OneShotStrategy)}
 
 
 def strategy_settings(cfg) -> StrategySettings:
     """The TRAIN.*, SEARCH.* and SEED values a strategy uses."""
     t, s = cfg.TRAIN, cfg.SEARCH
     return StrategySettings(t.OPTIMIZER, t.LR, t.WD, t.MOMENTUM, t.GRAD_CLIP, s.ARCH_LR, tuple(s.ARCH_BETAS), s.ARCH_WD,
-                            cfg.SEED, s.HESSIAN, s.FD_EPS, s.TAU_MAX, s.TAU_MIN, t.EPOCHS)
+                            cfg.SEED, s.HESSIAN, s.FD_EPS, s.TAU_MAX, s.TAU_MIN, t.EPOCHS,
+                            OneShotSettings.from_config(cfg.ONESHOT))
 
 
 def strategy_class(cfg) -> type:

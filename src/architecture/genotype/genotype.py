@@ -2,7 +2,8 @@
 
 JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
 ```
-{"format": "fabricnas.genotype/1", "model": "part_cnf" | "fabric" | "hr_dense", "task": "pose",
+{"format": "fabricnas.genotype/1", "model": "part_cnf" | "fabric" | "hr_dense" | "scalenet",
+ "task": "pose" | "segmentation" (segmentation: model scalenet only),
  "num_joints": 17, "input_size": [w, h], "heatmap_stride": 4,
  "dataset": {"name": "coco", "joint_set": "coco"},
  "backbone": {"name": "mobilenet_v2", "width_mult": 1.0, "out_channels": [..],
@@ -11,13 +12,15 @@ JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
  "parts": [{"name": "head", "joints": [0, 1, 2, 3, 4], "fabric": <FabricSpec dict>}, ...],
  "hr": <HR supernet section (backbone "hr_supernet") or hr_dense section (model "hr_dense"),
         src/architecture/hr/spec.py>,
+ "scale": <ScaleNAS subnet section (model "scalenet"): space, subnet, head; src/architecture/scale/section.py>,
  "search": {"strategy": .., "prune": {settings, params, flops},
             "fabrics": {"parts.0.fabric": {"fabric": <supernet spec>, "beta": {cell: [softmax per input]},
                                            "alpha": {cell: {edge: [softmax per op]}}}, ...}}}
 ```
 A part model has backbone, head and parts (part.py); an hr_dense model has no parts and its "hr"
-section. A part's fabric spec lists its kept cells, their kept inputs with `input_weights` and kept ops per
-edge with `op_weights` (the softmax values that chose them, renormalised; see prune.py).
+section; a scalenet model only its "scale" section. A part's fabric spec lists its kept cells, their kept
+inputs with `input_weights` and kept ops per edge with `op_weights` (the softmax values that chose them,
+renormalised; see prune.py).
 "search" (optional) is provenance (search_record.py); the build ignores it.
 
 Parsed once, at load (`load_genotype`, `parse_genotype`), section by section, each field type-checked and
@@ -43,13 +46,14 @@ from src.architecture.genotype.search_record import FabricRecord, SearchRecord, 
 from src.architecture.hr.spec import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
 from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
                                      MAX_PARTS)
+from src.architecture.scale.section import ScaleGenotype, parse_scale
 from src.utils.atomic import write_json_atomic
 
 GENOTYPE_FORMAT = "fabricnas.genotype/1"
-TASKS = ("pose",)
+TASKS = ("pose", "segmentation")
 JOINT_SETS = {17: "coco", 16: "mpii"}
 RUN_KEYS = ("format", "model", "task", "num_joints", "input_size", "heatmap_stride", "dataset", "parts")
-ARCH_KEYS = ("backbone", "head", "hr")
+ARCH_KEYS = ("backbone", "head", "hr", "scale")
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,12 @@ class Dataset:
 @dataclass(frozen=True)
 class Architecture:
     """What a model owns and describes (`model.genotype()`): a part model's backbone, head and parts (+ "hr"
-    for the HR supernet backbone), or an hr_dense model's "hr" section alone."""
+    for the HR supernet backbone), an hr_dense model's "hr" section alone, or a scalenet's "scale" section."""
     backbone: Optional[Backbone] = None
     head: Optional[Head] = None
     parts: Tuple[Part, ...] = ()
     hr: Optional[HRGenotype] = None
+    scale: Optional[ScaleGenotype] = None
 
     def fabrics(self) -> List[Tuple[str, str, FabricSpec]]:
         """(module path, label, derived spec) of every fabric: the backbone's, then each part's."""
@@ -106,7 +111,27 @@ class Genotype(RunFields):
 
 
 # ------------------------------------------------------------------ parse
-def _parse_arch(o: Obj, num_joints: int, heatmap_stride: int) -> Architecture:
+def _parse_scale_arch(o: Obj, task: str, num_joints: int, heatmap_stride: int) -> Architecture:
+    """A scalenet genotype: the "scale" section alone."""
+    for key in ("backbone", "head", "hr"):
+        if o.has(key):
+            raise FieldError(key, "a scalenet genotype has none (its network and head are in 'scale')")
+    if o.array("parts", MAX_PARTS):
+        raise FieldError("parts", "a scalenet genotype has no parts")
+    scale = parse_scale(o.raw("scale"), o.field("scale"))
+    if heatmap_stride != DENSE_STRIDE:
+        raise FieldError("heatmap_stride", f"must be {DENSE_STRIDE}: a scalenet predicts at 1/{DENSE_STRIDE}, "
+                         f"got {heatmap_stride}")
+    if task == "pose" and scale.head.outputs != num_joints:
+        raise FieldError("scale.head.outputs", f"{scale.head.outputs} but the genotype's num_joints is {num_joints}")
+    return Architecture(scale=scale)
+
+
+def _parse_arch(o: Obj, task: str, num_joints: int, heatmap_stride: int) -> Architecture:
+    if o.has("scale"):
+        return _parse_scale_arch(o, task, num_joints, heatmap_stride)
+    if task != "pose":
+        raise FieldError("task", f"'{task}' genotypes are scalenet genotypes (a 'scale' section)")
     hr = parse_hr(o.raw("hr"), o.field("hr")) if o.has("hr") else None
     parts_in = o.array("parts", MAX_PARTS)
     if isinstance(hr, HRDenseGenotype):
@@ -155,7 +180,7 @@ def parse_genotype(value) -> Genotype:
     stride = o.integer("heatmap_stride", 1, MAX_HEATMAP_STRIDE)
     ds = Obj(o.raw("dataset"), "dataset", ("name", "joint_set"))
     dataset = Dataset(ds.string("name"), ds.string("joint_set"))
-    arch = _parse_arch(o, k, stride)
+    arch = _parse_arch(o, task, k, stride)
     search = None
     if o.has("search"):
         search = parse_search(o.raw("search"), "search", {path: spec for path, _, spec in arch.fabrics()})

@@ -5,7 +5,8 @@ alpha, input edges drawn with width and colour by softmaxed beta, and a legend.
 view "derived": only the kept cells and inputs. view "supernet" (needs the genotype's search record): every
 supernet cell and input, the pruned ones grey and dashed. Cell nodes carry the SVG id `cell-<fabric>-<name>`
 and class `cell kept` / `cell pruned`. Without the `dot` binary the `.dot` source is written instead, with
-the command that renders it.
+the command that renders it. A ScaleNAS subnet ("scale" section) is drawn as its branches (rows), blocks
+(one node per module and depth) and fusion edges.
 """
 import os
 import shutil
@@ -19,6 +20,7 @@ from src.architecture.fabric.spec import FabricSpec
 from src.architecture.genotype.genotype import Genotype, search_records
 from src.architecture.genotype.search_record import FabricRecord
 from src.architecture.hr.spec import HRDenseGenotype, HRGenotype
+from src.architecture.scale.section import ScaleGenotype
 from src.utils.atomic import atomic_write
 
 VIEWS = ("derived", "supernet")
@@ -174,14 +176,50 @@ def _branch_of(block_name: str) -> int:
     return -1
 
 
+def _scale_cluster(graph: graphviz.Digraph, scale: ScaleGenotype) -> None:
+    """A ScaleNAS subnet: one row per branch (top = 1/4), one node per block (module m, depth d) left to
+    right, and a fusion edge k -> i after block d for every bit that is on (coloured by the source branch)."""
+    space, colours = scale.space, ("#2b5d8c", "#cb181d", "#238b45", "#6a51a3")
+    with graph.subgraph(name="cluster_scale") as cl:
+        cl.attr(label=f"ScaleNAS subnet ({space.block} blocks, depth list {list(space.depth_list)})",
+                style="rounded", color="grey40", fontname="Helvetica")
+        last = {}  # branch -> its latest node
+        for b, w in enumerate(space.widths):
+            last[b] = f"sc_in{b}"
+            cl.node(last[b], f"branch 1/{4 * 2 ** b}\nwidth {w}", shape="box", style="filled", fillcolor="#eeeeee",
+                    fontname="Helvetica", fontsize="9")
+        for b in range(1, len(space.widths)):
+            cl.edge(last[b - 1], last[b], style="invis")
+        for m, choice in enumerate(scale.subnet.modules):
+            n = len(choice.depths)
+            for d in range(max(choice.depths)):
+                nodes = {}
+                for i in range(n):
+                    if d < choice.depths[i]:
+                        nodes[i] = f"sc_m{m}_b{i}_d{d}"
+                        cl.node(nodes[i], f"m{m} d{d + 1}/{choice.depths[i]}", shape="box", style="rounded,filled",
+                                fillcolor="#dbe9f6", fontname="Helvetica", fontsize="8")
+                        cl.edge(last[i], nodes[i], color="#555555", weight="10")
+                with cl.subgraph(name=f"sc_rank_{m}_{d}") as col:
+                    col.attr(rank="same")
+                    for nid in nodes.values():
+                        col.node(nid)
+                for i, nid in nodes.items():
+                    for k, on in enumerate(choice.fusion[i][d]):
+                        if on and k != i:
+                            cl.edge(nodes.get(k, last[k]), nid, color=colours[k % len(colours)], constraint="false",
+                                    arrowsize="0.5", penwidth="0.8")
+                last.update(nodes)
+
+
 def fabric_graph(g: Genotype, view: str = "derived") -> graphviz.Digraph:
     """The graphviz source of every fabric of a genotype."""
     if view not in VIEWS:
         raise ValueError(f"render view must be one of {VIEWS}, got '{view}'")
     records = search_records(g)
     fabrics: List[Tuple[str, str, FabricSpec]] = g.arch.fabrics()
-    if not fabrics and g.arch.hr is None:
-        raise ValueError(f"genotype of model '{g.model}' has no fabric or HR part to render")
+    if not fabrics and g.arch.hr is None and g.arch.scale is None:
+        raise ValueError(f"genotype of model '{g.model}' has no fabric, HR or ScaleNAS part to render")
     if view == "supernet" and not all(path in records for path, _, _ in fabrics):
         raise ValueError("the supernet view needs the genotype's search record (render --view derived instead)")
     graph = graphviz.Digraph("fabricnas", graph_attr={"rankdir": "LR", "newrank": "true", "nodesep": "0.2",
@@ -200,7 +238,10 @@ def fabric_graph(g: Genotype, view: str = "derived") -> graphviz.Digraph:
         _fabric_cluster(graph, idx, label, spec, records.get(path), view, sink)
     if g.arch.hr is not None:
         _hr_cluster(graph, g.arch.hr)
-    _legend(graph)
+    if g.arch.scale is not None:
+        _scale_cluster(graph, g.arch.scale)
+    if fabrics or g.arch.hr is not None:  # the legend explains fabric cells and edges
+        _legend(graph)
     return graph
 
 
