@@ -47,3 +47,10 @@ MAX_TOKEN_GRID = 32  # side G of the token map (token dim G^2, attention cost ~G
 MAX_HRT_WINDOW = 32  # side of an HRT attention window [7]
 
 MAX_COUNT = 2**53  # params / FLOPs counts recorded in the search record (exact in a JSON double)
+
+# evolutionary search state (src/search/evolution_state.py): a file read back on resume, bounded like a genotype
+MAX_EVOLUTION_STATE_BYTES = 256 * 2**20  # size of the state JSON [population 20 x 5 generations: ~100 KB]
+MAX_EVALUATED = 100_000  # subnets evaluated in one search [original ScaleNAS: <= 10,000]
+MAX_POPULATION = 10_000  # population size [original: 100]
+MAX_GENERATIONS = 10_000  # generations [original: 20]
+MAX_KEY_LEN = 4096  # characters of a subnet key (its canonical string) [toy: ~20]
