@@ -161,7 +161,7 @@ def test_choose_by_flops_limit_or_metric_target():
 def test_outputs(tmp_path):
     state = run(tmp_path / "s.json")
     limit = sorted(r.flops for r in state.evaluated.values())[10]
-    paths = write_outputs(state, str(tmp_path / "out"), max_flops=limit)
+    chosen_record, paths = write_outputs(state, str(tmp_path / "out"), max_flops=limit)
     with open(paths["csv"]) as f:
         rows = list(csv.DictReader(f))
     assert [r["key"] for r in rows] == list(state.evaluated)
@@ -169,6 +169,7 @@ def test_outputs(tmp_path):
     assert any(r["front_rank"] == "0" for r in rows) and any(r["front_rank"] != "0" for r in rows)
     chosen = state_json(paths["chosen"])
     assert chosen["rule"] == {"max_flops": limit} and chosen["flops"] <= limit
+    assert chosen_record.to_dict() == {k: v for k, v in chosen.items() if k != "rule"}
     assert chosen["metric"] == max(r.metric for r in state.evaluated.values() if r.flops <= limit)
     assert ToyOps().from_dict(chosen["subnet"], "subnet").key() == chosen["key"]
     with open(paths["png"], "rb") as f:

@@ -8,7 +8,7 @@ evaluated subnet coloured by generation, the front as a staircase, the chosen on
 """
 import csv
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from src.search.evolution_state import EvolutionState, Record
 from src.search.pareto import front_ranks
@@ -84,8 +84,8 @@ def plot_front(path: str, rows: Sequence[dict], chosen: Optional[Record] = None,
 
 
 def write_outputs(state: EvolutionState, out_dir: str, max_flops: Optional[float] = None,
-                  min_metric: Optional[float] = None, metric_name: str = "metric") -> Dict[str, str]:
-    """evaluated.csv, pareto.png and chosen.json in `out_dir`; returns {name: path}."""
+                  min_metric: Optional[float] = None, metric_name: str = "metric") -> Tuple[Record, Dict[str, str]]:
+    """evaluated.csv, pareto.png and chosen.json in `out_dir`; returns the chosen record and {name: path}."""
     records = list(state.evaluated.values())
     chosen = choose_subnet(records, max_flops, min_metric)
     rows = csv_rows(records)
@@ -95,4 +95,4 @@ def write_outputs(state: EvolutionState, out_dir: str, max_flops: Optional[float
              "png": plot_front(os.path.join(out_dir, "pareto.png"), rows, chosen, metric_name),
              "chosen": write_json_atomic(os.path.join(out_dir, "chosen.json"),
                                          {"rule": rule, **chosen.to_dict()}, indent=1)}
-    return paths
+    return chosen, paths
