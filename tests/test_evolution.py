@@ -98,6 +98,14 @@ def test_resume_refuses_other_settings(tmp_path):
         run(tmp_path / "s.json", EvolutionSettings(population=8, generations=2, seed=4))
 
 
+@pytest.mark.parametrize("kwargs, message", [(dict(population=0), "population must be in"),
+                                             (dict(mutation_prob=1.5), "mutation_prob must be in"),
+                                             (dict(generations=-1), "generations must be in")])
+def test_settings_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EvolutionSettings(**kwargs)
+
+
 def test_a_failing_evaluation_is_one_line_naming_the_subnet(tmp_path):
     def bad(s):
         return float("nan"), 0.5

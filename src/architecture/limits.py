@@ -53,4 +53,6 @@ MAX_EVOLUTION_STATE_BYTES = 256 * 2**20  # size of the state JSON [population 20
 MAX_EVALUATED = 100_000  # subnets evaluated in one search [original ScaleNAS: <= 10,000]
 MAX_POPULATION = 10_000  # population size [original: 100]
 MAX_GENERATIONS = 10_000  # generations [original: 20]
-MAX_KEY_LEN = 4096  # characters of a subnet key (its canonical string) [toy: ~20]
+MAX_KEY_LEN = 65536  # characters of a subnet key (its canonical string) [synthetic ScaleNAS config: <= 217]
+MAX_SEED = 2**63 - 1  # seed of the search [0]
+MAX_TRIES = 1_000_000  # draws per new subnet before the space counts as exhausted [100]

@@ -24,6 +24,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Protocol, Sequence, Tuple
 
+from src.architecture.limits import MAX_GENERATIONS, MAX_POPULATION, MAX_SEED, MAX_TRIES
 from src.search.evolution_state import SETTINGS, EvolutionState, Record, load_state
 from src.search.pareto import front_ranks, rank_and_crowding, survivors, tournament
 from src.utils.distributed import all_gather_object, barrier, get_rank, get_world_size, is_main
@@ -52,6 +53,14 @@ class EvolutionSettings:
     crossover_prob: float = 0.25  # per-module probability handed to ops.crossover
     mutation_prob: float = 0.2  # per-choice probability handed to ops.mutate
     max_tries: int = 100  # draws per wanted subnet before the space counts as exhausted
+
+    def __post_init__(self):
+        """The bounds the state file is read back with (so that a run can always be resumed)."""
+        for name, lo, hi in (("population", 1, MAX_POPULATION), ("generations", 0, MAX_GENERATIONS),
+                             ("seed", 0, MAX_SEED), ("crossover_prob", 0.0, 1.0), ("mutation_prob", 0.0, 1.0),
+                             ("max_tries", 1, MAX_TRIES)):
+            if not lo <= getattr(self, name) <= hi:
+                raise ValueError(f"evolution setting {name} must be in [{lo}, {hi}], got {getattr(self, name)}")
 
 
 class Evolution:

@@ -20,12 +20,11 @@ from typing import Callable, Dict, List, Optional
 
 from src.architecture.fields import FieldError, Obj, as_int, as_list, as_num, as_str, join
 from src.architecture.limits import (MAX_EVALUATED, MAX_EVOLUTION_STATE_BYTES, MAX_GENERATIONS, MAX_KEY_LEN,
-                                     MAX_POPULATION)
+                                     MAX_POPULATION, MAX_SEED, MAX_TRIES)
 from src.utils.atomic import write_json_atomic
 
 FORMAT = "fabricnas-evolution/1"
 SETTINGS = ("population", "seed", "crossover_prob", "mutation_prob", "max_tries")
-MAX_SEED = 2**63 - 1
 _MT_WORDS = 625  # Mersenne Twister state: 624 words + position
 
 
@@ -94,7 +93,7 @@ def _settings(value, path: str) -> dict:
     return {"population": o.integer("population", 1, MAX_POPULATION), "seed": o.integer("seed", 0, MAX_SEED),
             "crossover_prob": o.number("crossover_prob", 0.0, 1.0),
             "mutation_prob": o.number("mutation_prob", 0.0, 1.0),
-            "max_tries": o.integer("max_tries", 1, 1_000_000)}
+            "max_tries": o.integer("max_tries", 1, MAX_TRIES)}
 
 
 def parse_state(value, parse_subnet: Callable[[dict, str], object]) -> EvolutionState:
