@@ -113,7 +113,7 @@ class Evolution:
 
     def subnet(self, key: str) -> Any:
         if key not in self.subnets:
-            self.subnets[key] = self.ops.from_dict(self.state.subnet_dict(key), key)
+            self.subnets[key] = self.ops.from_dict(self.state.subnet_dict(key), "subnet")
         return self.subnets[key]
 
     # ------------------------------------------------------------------ drawing

@@ -64,7 +64,7 @@ def plot_front(path: str, rows: Sequence[dict], chosen: Optional[Record] = None,
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     sc = ax.scatter(gflops, [r["metric"] for r in rows], c=[r["generation"] for r in rows], cmap="viridis",
                     s=18, alpha=0.8, label="evaluated")
-    fig.colorbar(sc, ax=ax, label="generation")
+    fig.colorbar(sc, ax=ax, label="generation", ticks=sorted({r["generation"] for r in rows}))
     front = sorted((r["flops"] / 1e9, r["metric"]) for r in rows if r["front_rank"] == 0)
     if front:
         ax.step([f for f, _ in front], [m for _, m in front], where="post", color="tab:red", lw=1.5,
