@@ -26,7 +26,6 @@ import argparse
 import fcntl
 import json
 import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,27 +38,14 @@ from src.architecture.genotype.genotype import save_genotype
 from src.config.loader import load_config
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import run_cli
+from src.engine.runs import finished, run_script, tested_score
 from src.engine.search_outputs import derive
 from src.network_factory.from_genotype import build_from_genotype_file
 from src.network_factory.registry import build_model
 from src.utils.atomic import write_json_atomic
 from src.utils.flops import count_flops, count_params
 
-ROOT = Path(__file__).resolve().parents[1]
 KINDS = ["searched", "none", "random"]
-
-
-def _run(args, log_path, threads=None):
-    """A train.py / test.py run in its own process (output to log_path; `threads`: its OMP_NUM_THREADS, else
-    inherited); returns its stdout's last line."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=log, text=True, env=env)
-        log.write(proc.stdout)
-    if proc.returncode != 0:
-        raise ChildProcessError(f"{' '.join(map(str, args[:3]))} failed (exit {proc.returncode}); see {log_path}")
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def _size(cfg, genotype_path):
@@ -87,7 +73,7 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     if not (search_dir / "genotype.json").is_file():
         bar.set_description(f"seed {seed}: search")
         sdir.mkdir(parents=True, exist_ok=True)
-        _run(["train.py", "--cfg", cfg_file, *opts, "SEED", seed, "OUTPUT_DIR", search_dir], sdir / "search.log")
+        run_script(["train.py", "--cfg", cfg_file, *opts, "SEED", seed, "OUTPUT_DIR", search_dir], sdir / "search.log")
     scfg = load_config(cfg_file, list(opts) + ["SEED", str(seed)])
     ckpt = search_dir / "last.pth"
     found = [("searched", "searched", search_dir / "genotype.json")]
@@ -114,28 +100,19 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     return found, tried
 
 
-def _finished(run, epochs) -> bool:
-    """The retrain in `run` completed all its epochs (an interrupted one is redone from the start)."""
-    last = run / "last.pth"
-    return last.is_file() and torch.load(last, map_location="cpu", weights_only=True).get("epoch") == epochs
-
-
 def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None, inherit=False):
     """Retrains one candidate (from scratch, or from the seed's supernet with `inherit`), then test.py with
     flip test on its last checkpoint; returns the AP."""
     run = out / f"seed{seed}" / f"retrain_{name}"
     run.mkdir(parents=True, exist_ok=True)
     common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine", "OUTPUT_DIR", run]
-    if not _finished(run, epochs):
+    if not finished(run, epochs):
         supernet = ["--inherit", out / f"seed{seed}" / "search" / "last.pth"] if inherit else []
-        _run(["train.py", "--cfg", cfg_file, "--genotype", genotype, *supernet, *common, "TRAIN.EPOCHS", epochs,
-              "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log", threads)
-    last = _run(["test.py", "--cfg", cfg_file, "--genotype", genotype, "--ckpt", run / "last.pth", "--flip-test",
-                 *common], run / "test_stdout.log", threads)
-    name_, value = last.split()
-    if name_ != "AP":
-        raise ChildProcessError(f"test.py printed '{last}', expected 'AP <value>'")
-    return float(value)
+        run_script(["train.py", "--cfg", cfg_file, "--genotype", genotype, *supernet, *common, "TRAIN.EPOCHS", epochs,
+                    "TRAIN.EVAL_INTERVAL", epochs], run / "train_stdout.log", threads)
+    last = run_script(["test.py", "--cfg", cfg_file, "--genotype", genotype, "--ckpt", run / "last.pth",
+                       "--flip-test", *common], run / "test_stdout.log", threads)
+    return tested_score(last, "AP")
 
 
 def _read_results(path):

@@ -51,3 +51,12 @@ MAX_SCALE_MODULES = 16  # searchable modules over all stages [W32: 1 + 4 + 3 = 8
 MAX_SCALE_DEPTH = 8  # blocks of one branch in one module [5]
 
 MAX_COUNT = 2**53  # params / FLOPs counts recorded in the search record (exact in a JSON double)
+
+# evolutionary search state (src/search/evolution_state.py): a file read back on resume, bounded like a genotype
+MAX_EVOLUTION_STATE_BYTES = 256 * 2**20  # size of the state JSON [population 20 x 5 generations: ~100 KB]
+MAX_EVALUATED = 100_000  # subnets evaluated in one search [original ScaleNAS: <= 10,000]
+MAX_POPULATION = 10_000  # population size [original: 100]
+MAX_GENERATIONS = 10_000  # generations [original: 20]
+MAX_KEY_LEN = 65536  # characters of a subnet key (its canonical string) [synthetic ScaleNAS config: <= 217]
+MAX_SEED = 2**63 - 1  # seed of the search [0]
+MAX_TRIES = 1_000_000  # draws per new subnet before the space counts as exhausted [100]

@@ -86,3 +86,12 @@ def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> List[torch.Tensor]:
 def broadcast_(tensors: Sequence[torch.Tensor], src: int = 0) -> List[torch.Tensor]:
     """Overwrite `tensors` in place with rank `src`'s values (one broadcast per dtype); returns them."""
     return _coalesced_(tensors, lambda flat: dist.broadcast(flat, src=src))
+
+
+def all_gather_object(obj) -> list:
+    """`obj` of every rank (picklable), in rank order; `[obj]` in a single process."""
+    if get_world_size() == 1:
+        return [obj]
+    out = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
