@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CPU-sized HR-NAS on the embedded synthetic set (configs/synthetic_hrnas_cpu.yaml), end to end:
-#   slimming search of the hr_dense supernet to its FLOPs target (shrunk during training)
+# CPU-sized HR-NAS on the embedded synthetic set (configs/synthetic_hrnas_cpu.yaml, or CFG=...: e.g.
+# configs/synthetic_seg_hrnas.yaml for segmentation), end to end:
+#   slimming search of the HR supernet to its FLOPs target (shrunk during training)
 #   -> genotype.json of the shrunk network (written by the search)
 #   -> retrain of the shrunk network from the search's weights (--genotype ... --inherit ..., SLIM.METHOD none)
 #   -> test.py without and with flip test.
@@ -13,9 +14,9 @@
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 OUT=${OUT:-output/hrnas_cpu}
-CFG=configs/synthetic_hrnas_cpu.yaml
+CFG=${CFG:-configs/synthetic_hrnas_cpu.yaml}
 # retrain recipe of the shrunk network (the search's recipe is the config's)
 RETRAIN=(SLIM.METHOD none TRAIN.EPOCHS 5 TRAIN.LR 0.005 TRAIN.LR_SCHEDULE multistep TRAIN.LR_STEPS "[4]"
          TRAIN.EVAL_INTERVAL 100)
