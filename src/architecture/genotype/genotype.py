@@ -16,10 +16,11 @@ JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
                                            "alpha": {cell: {edge: [softmax per op]}}}, ...}}}
 ```
 A part model has backbone, head and parts (part.py); an hr_dense model has no parts and its "hr"
-section. A segmentation genotype (task "segmentation", model "seg") has no num_joints, heatmap_stride, joint set
-or parts: its dataset is {"name": ..}, its backbone section is a part model's (+ "hr" for the HR supernet
-backbone) and its head is {"channels": .., "num_classes": ..} (seg_head.py). A part's fabric spec lists its kept cells, their kept inputs with `input_weights` and kept ops per
+section. A part's fabric spec lists its kept cells, their kept inputs with `input_weights` and kept ops per
 edge with `op_weights` (the softmax values that chose them, renormalised; see prune.py).
+A segmentation genotype (task "segmentation", model "seg") has no num_joints, heatmap_stride, joint set or
+parts: its dataset is {"name": ..}, its backbone section is a part model's (+ "hr" for the HR supernet
+backbone) and its head is {"channels": .., "num_classes": ..} (seg_head.py).
 "search" (optional) is provenance (search_record.py); the build ignores it.
 
 Parsed once, at load (`load_genotype`, `parse_genotype`), section by section, each field type-checked and
