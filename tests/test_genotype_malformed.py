@@ -161,7 +161,7 @@ CASES = [
      "hr.backbone.blocks.stages.7.parallel.0.0", {}),
     ("unknown", "P", lambda g: g["search"]["fabrics"].update({"parts.9.fabric": g["search"]["fabrics"]["parts.0.fabric"]}),
      "search.fabrics.parts.9.fabric", {}),
-    ("unknown", "P", setter(["task"], "segmentation"), "task", {}),
+    ("unknown", "P", setter(["task"], "detection"), "task", {}),
     ("unknown", "P", setter(["extra"], 1), "extra", {}),
     # inconsistent with the model or the config
     ("inconsistent", "P", lambda g: None, "num_joints", {"MODEL.NUM_JOINTS": 16}),

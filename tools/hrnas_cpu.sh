@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CPU-sized HR-NAS on the embedded synthetic set (configs/synthetic_hrnas_cpu.yaml), end to end:
-#   slimming search of the hr_dense supernet to its FLOPs target (shrunk during training)
-#   -> genotype.json of the shrunk network (from the search's last checkpoint)
+# CPU-sized HR-NAS on the embedded synthetic set (configs/synthetic_hrnas_cpu.yaml, or CFG=...: e.g.
+# configs/synthetic_seg_hrnas.yaml for segmentation), end to end:
+#   slimming search of the HR supernet to its FLOPs target (shrunk during training)
+#   -> genotype.json of the shrunk network (written by the search)
 #   -> retrain of the shrunk network from the search's weights (--genotype ... --inherit ..., SLIM.METHOD none)
 #   -> test.py without and with flip test.
 # Run length is counted in epochs (same seed, same result on any machine); wall time of each phase is printed.
@@ -13,9 +14,9 @@
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 OUT=${OUT:-output/hrnas_cpu}
-CFG=configs/synthetic_hrnas_cpu.yaml
+CFG=${CFG:-configs/synthetic_hrnas_cpu.yaml}
 # retrain recipe of the shrunk network (the search's recipe is the config's)
 RETRAIN=(SLIM.METHOD none TRAIN.EPOCHS 5 TRAIN.LR 0.005 TRAIN.LR_SCHEDULE multistep TRAIN.LR_STEPS "[4]"
          TRAIN.EVAL_INTERVAL 100)
@@ -26,17 +27,9 @@ t0=$(date +%s)
 $PY train.py --cfg $CFG OUTPUT_DIR "$OUT" ${SEARCH_OPTS:-} "$@"
 t1=$(date +%s)
 grep -o "epoch [0-9]* shrink: FLOPs [0-9.]*M -> [0-9.]*M" "$OUT/train.log" || echo "(no shrink)"
-$PY - "$OUT" <<'EOF'
-import json, os, sys
-from src.utils.state_dict import read_checkpoint
-out = sys.argv[1]
-state = read_checkpoint(os.path.join(out, "last.pth"))
-if "genotype" not in state:
-    sys.exit(f"error: {out}/last.pth holds no genotype: the search never shrank the supernet")
-with open(os.path.join(out, "genotype.json"), "w") as f:
-    json.dump(state["genotype"], f, indent=1)
-print(f"shrunk network's genotype written to {out}/genotype.json")
-EOF
+if [ ! -f "$OUT/genotype.json" ]; then  # written by the search once it shrank the supernet
+  echo "error: $OUT/genotype.json missing: the search never shrank the supernet" >&2; exit 1
+fi
 $PY train.py --cfg $CFG --genotype "$OUT/genotype.json" --inherit "$OUT/last.pth" OUTPUT_DIR "$OUT/retrain" \
   "${RETRAIN[@]}" ${RETRAIN_OPTS:-} "$@"
 t2=$(date +%s)

@@ -17,6 +17,7 @@ MAX_PARAMS = 250_000_000  # parameters of the network a genotype describes, 1 GB
 MAX_JOINTS = 256  # keypoints [COCO 17, MPII 16, COCO-WholeBody 133]
 MAX_INPUT_SIDE = 4096  # network input width or height, pixels [384x288]
 MAX_HEATMAP_STRIDE = 64  # input size / heatmap size [4]
+MAX_CLASSES = 1024  # segmentation classes [synthetic 6, Cityscapes 19, ADE20K 150]
 
 # widths
 MAX_CHANNELS = 4096  # any map width: backbone outputs, fabric rows, HR stem / branches, block in/out [ResNet-50: 2048]

@@ -137,7 +137,8 @@ _C.TRAIN.OPTIMIZER = "adam"  # weight optimizer: "adam", "adamw" or "sgd"
 _C.TRAIN.LR = 1e-3  # weight learning rate
 _C.TRAIN.MOMENTUM = 0.9  # SGD momentum
 _C.TRAIN.WD = 0.0  # weight decay of the weight optimizer
-_C.TRAIN.LR_SCHEDULE = "constant"  # "constant", "cosine" or "multistep"
+_C.TRAIN.LR_SCHEDULE = "constant"  # "constant", "cosine", "multistep" (per epoch) or "poly" (per iteration, HRNet-seg)
+_C.TRAIN.POLY_POWER = 0.9  # poly: lr x (1 - t / EPOCHS) ** POLY_POWER, t = epochs done as a fraction (per iteration)
 _C.TRAIN.LR_STEPS = [170, 200]  # multistep: epochs where the lr is multiplied by LR_FACTOR
 _C.TRAIN.LR_FACTOR = 0.1  # multistep: lr multiplier
 _C.TRAIN.EVAL_INTERVAL = 1  # evaluate every N epochs (and after the last one)

@@ -3,7 +3,8 @@
 | hook               | does                                                                                 |
 |--------------------|--------------------------------------------------------------------------------------|
 | `TimeBudgetHook`   | TRAIN.TIME_BUDGET_MIN > 0: asks the trainer to stop once the budget is used (option) |
-| `SlimmingHook`     | HR-NAS slimming: rho(t) before every step, physical shrink at SLIM.INTERVAL / end    |
+| `SlimmingHook`     | HR-NAS slimming: rho(t) before every step, physical shrink at SLIM.INTERVAL / end;   |
+|                    | after training the shrunk network's genotype.json (without a fabric search)          |
 | `TicketHook`       | SuperTickets weight pruning: rewind snapshot, gradual / one-shot steps (TICKET.*),   |
 |                    | masks carried through the slimming shrinks (src/search/tickets/)                     |
 | `ArchMonitorHook`  | at every arch step: softmaxed alpha/beta and their mean normalised entropy to        |
@@ -19,11 +20,12 @@ when nothing was removed) so that state tied to parameters follows them.
 """
 import itertools
 import math
+import os
 import time
 from typing import Dict, List
 
 from src.architecture.arch_params import arch_parameter_names
-from src.architecture.genotype.genotype import genotype_of
+from src.architecture.genotype.genotype import genotype_of, save_genotype
 from src.network_factory.from_genotype import run_fields
 from src.search.collapse import dominant_eigenvalue
 from src.search.tickets.scores import ScoreContext
@@ -78,7 +80,8 @@ class TimeBudgetHook(HookBase):
 
 class SlimmingHook(HookBase):
     """rho(t) before every step; shrink every SLIM.INTERVAL epochs and after the last one, then re-wrap DDP
-    and re-bind the strategy. A shrunk network's genotype goes into every checkpoint (resume rebuilds it)."""
+    and re-bind the strategy. A shrunk network's genotype goes into every checkpoint (resume rebuilds it) and,
+    after training, into genotype.json (a joint fabric search's is written by SearchExportHook instead)."""
 
     def __init__(self, trainer):
         super().__init__(trainer)
@@ -100,6 +103,13 @@ class SlimmingHook(HookBase):
         t.rewrap()
         t.log.info(f"epoch {epoch} shrink: FLOPs {stats['flops_before'] / 1e6:.2f}M -> {stats['flops'] / 1e6:.2f}M; "
                    + self.slimmer.report().replace("\n", ";"))
+
+    def after_train(self):
+        t = self.trainer
+        if self.shrunk and t.main and not arch_parameter_names(t.core):
+            path = save_genotype(genotype_of(run_fields(t.cfg), t.core), os.path.join(t.out_dir, "genotype.json"))
+            t.log.info(f"shrunk network's genotype written to {path} (retrain: train.py --cfg CFG --genotype {path} "
+                       f"--inherit {t.last_path} SLIM.METHOD none)")
 
     def state_dict(self):
         state = {"slimmer": self.slimmer.state_dict()}

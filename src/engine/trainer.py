@@ -51,15 +51,23 @@ def place(cfg, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device, memory_format=torch.channels_last if last else torch.contiguous_format)
 
 
-def lr_factor(cfg, epoch: int) -> float:
-    schedule = cfg.TRAIN.LR_SCHEDULE
+def lr_factor(cfg, progress: float) -> float:
+    """The lr multiplier after `progress` epochs (a fraction: the scheduler steps every iteration). "constant",
+    "cosine" and "multistep" change at epoch boundaries only (they read whole epochs); "poly" changes every
+    iteration, (1 - progress / EPOCHS) ** TRAIN.POLY_POWER, as HRNet-seg."""
+    schedule, epochs = cfg.TRAIN.LR_SCHEDULE, max(1, cfg.TRAIN.EPOCHS)
+    epoch = math.floor(progress + 1e-9)  # whole epochs done (robust to the float division by the epoch length)
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * epoch / max(1, cfg.TRAIN.EPOCHS)))
+        return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
     if schedule == "multistep":
         return cfg.TRAIN.LR_FACTOR ** sum(epoch >= s for s in cfg.TRAIN.LR_STEPS)
-    raise ValueError(f"unknown TRAIN.LR_SCHEDULE '{schedule}' (constant, cosine, multistep)")
+    if schedule == "poly":
+        if cfg.TRAIN.POLY_POWER <= 0:
+            raise ValueError(f"TRAIN.POLY_POWER must be > 0, got {cfg.TRAIN.POLY_POWER}")
+        return max(0.0, 1.0 - progress / epochs) ** cfg.TRAIN.POLY_POWER
+    raise ValueError(f"unknown TRAIN.LR_SCHEDULE '{schedule}' (constant, cosine, multistep, poly)")
 
 
 def to_device(batch, device):
@@ -93,8 +101,10 @@ class Trainer:
         self.slimmer = build_slimmer(cfg, self.core)
         self.model = self._wrap()
         self.strategy = build_strategy(cfg, self.model, self.criterion)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.strategy.weight_optimizer, lambda e: lr_factor(cfg, e))
         self._build_loaders()
+        n_iter = self.iters_per_epoch()  # the scheduler steps every iteration: lr_factor reads epochs as a fraction
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.strategy.weight_optimizer,
+                                                           lambda s: lr_factor(cfg, s / n_iter))
         self.start_epoch, self.step, self.best = 0, 0, -float("inf")
         self.stop_reason, self.is_last_epoch, self.batches = "", False, None
         self.hooks = default_hooks(self)
@@ -172,6 +182,7 @@ class Trainer:
         self.strategy.load_state_dict(state["strategy"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), float(state["best"])
+        self.scheduler.last_epoch = self.step  # it steps every iteration (checkpoints before poly counted epochs)
 
     # ------------------------------------------------------------------ loop
     def request_stop(self, reason: str) -> None:
@@ -191,7 +202,6 @@ class Trainer:
                 self.call("before_epoch", epoch)
                 self._train_epoch(epoch)
                 self.is_last_epoch = epoch + 1 == self.cfg.TRAIN.EPOCHS or bool(self.stop_reason)
-                self.scheduler.step()
                 self.call("after_epoch", epoch)
                 epoch += 1
                 if self.stop_reason:
@@ -218,8 +228,8 @@ class Trainer:
         # progress bars on a terminal only (None: tqdm's own check), so that logs and errors stay plain lines
         bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=None if self.main else True, mininterval=2.0,
                    leave=False)
-        lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
         for it in bar:
+            lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
             self.batches = [to_device(b, self.device) for b in next(iters)]
             stats = {}
             for hook in self.hooks:
@@ -227,6 +237,7 @@ class Trainer:
             stats.update(self.strategy.step(self.batches[0], self.batches[1] if len(self.batches) > 1 else None,
                                             arch_active=arch_active))
             self.step += 1
+            self.scheduler.step()
             for hook in self.hooks:
                 stats.update(hook.after_step(epoch, it, n_iter, stats))
             bar.set_postfix(loss=f"{stats['loss']:.5f}", refresh=False)

@@ -11,7 +11,7 @@ loaded non-strictly with a one-line report; nothing is downloaded).
 """
 import dataclasses
 import logging
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torchvision
@@ -77,6 +77,15 @@ def backbone_from_genotype(b: Backbone, hr: Optional[HRSupernetGenotype], pretra
     if pretrained:
         load_pretrained(backbone, pretrained)
     return backbone
+
+
+def backbone_genotype(backbone: nn.Module, name: str, width_mult: float
+                      ) -> Tuple[Backbone, Optional[HRSupernetGenotype]]:
+    """The genotype sections of a model's backbone (MODEL.BACKBONE `name`, or "stem"): its "backbone" section
+    (with the fabric of a fabric backbone) and, for the HR supernet, its "hr" section (else None)."""
+    section = Backbone(name, float(width_mult), tuple(int(c) for c in backbone.out_channels),
+                       backbone.genotype() if isinstance(backbone, FabricBackbone) else None)
+    return section, backbone.genotype() if isinstance(backbone, HRSupernet) else None
 
 
 def load_pretrained(module: nn.Module, path: str) -> str:

@@ -24,17 +24,22 @@ from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
 
 
 def run_fields(cfg) -> RunFields:
-    """The run-level fields of the genotypes a run of `cfg` describes."""
+    """The run-level fields of the genotypes a run of `cfg` describes (a segmentation run: no joints, no stride)."""
+    size = tuple(int(v) for v in cfg.MODEL.INPUT_SIZE)
+    if cfg.TASK == "segmentation":
+        return RunFields(cfg.MODEL.NAME, cfg.TASK, None, size, None, Dataset(cfg.DATASET.NAME, None))
     k = int(cfg.MODEL.NUM_JOINTS)
-    return RunFields(cfg.MODEL.NAME, cfg.TASK, k, tuple(int(v) for v in cfg.MODEL.INPUT_SIZE),
-                     int(cfg.MODEL.HEATMAP_STRIDE), Dataset(cfg.DATASET.NAME, joint_set(k)))
+    return RunFields(cfg.MODEL.NAME, cfg.TASK, k, size, int(cfg.MODEL.HEATMAP_STRIDE),
+                     Dataset(cfg.DATASET.NAME, joint_set(k)))
 
 
 def config_opts(g: Genotype) -> List[str]:
     """KEY VALUE overrides that make a config describe the genotype's run (what `check_config` compares)."""
     w, h = g.input_size
-    return ["MODEL.NAME", g.model, "TASK", g.task, "MODEL.NUM_JOINTS", str(g.num_joints),
-            "MODEL.INPUT_SIZE", f"[{w}, {h}]", "MODEL.HEATMAP_STRIDE", str(g.heatmap_stride)]
+    opts = ["MODEL.NAME", g.model, "TASK", g.task, "MODEL.INPUT_SIZE", f"[{w}, {h}]"]
+    if g.task == "segmentation":
+        return opts + ["DATASET.NUM_CLASSES", str(g.arch.head.num_classes)]
+    return opts + ["MODEL.NUM_JOINTS", str(g.num_joints), "MODEL.HEATMAP_STRIDE", str(g.heatmap_stride)]
 
 
 def check_config(g: Genotype, cfg) -> None:
@@ -46,6 +51,9 @@ def check_config(g: Genotype, cfg) -> None:
         if value != want:
             shown = [list(v) if isinstance(v, tuple) else v for v in (value, want)]
             raise FieldError(field, f"{shown[0]} but {key} is {shown[1]}")
+    if g.task == "segmentation" and g.arch.head.num_classes != cfg.DATASET.NUM_CLASSES:
+        raise FieldError("head.num_classes", f"{g.arch.head.num_classes} but DATASET.NUM_CLASSES is "
+                         f"{cfg.DATASET.NUM_CLASSES}")
 
 
 def check_size(model: nn.Module) -> None:

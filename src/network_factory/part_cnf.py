@@ -17,11 +17,10 @@ from torch import Tensor, nn
 from src.architecture.fabric.fabric import Fabric, FabricSearch, FabricSpec, triangle_spec
 from src.architecture.fields import FieldError
 from src.architecture.genotype.genotype import Architecture, Genotype
-from src.architecture.genotype.part import STEM, Backbone, Head, Part
-from src.architecture.hr.supernet import HRSupernet
+from src.architecture.genotype.part import STEM, Head, Part
 from src.architecture.model_interface import ModelInterface
-from src.network_factory.backbones import (FabricBackbone, StemBackbone, backbone_from_genotype, build_backbone,
-                                           fabric_search)
+from src.network_factory.backbones import (FabricBackbone, StemBackbone, backbone_from_genotype, backbone_genotype,
+                                           build_backbone, fabric_search)
 from src.network_factory.body_parts import body_parts
 from src.network_factory.heads import build_head
 from src.network_factory.registry import register_model
@@ -106,12 +105,10 @@ class PartCNF(ModelInterface, nn.Module):
         return {"backbone": self.backbone, **{f"parts[{i}]": part for i, part in enumerate(self.parts)}}
 
     def genotype(self) -> Architecture:
-        b = self.backbone
-        backbone = Backbone(self.backbone_name, float(self.width_mult), tuple(int(c) for c in b.out_channels),
-                            b.genotype() if isinstance(b, FabricBackbone) else None)
+        backbone, hr = backbone_genotype(self.backbone, self.backbone_name, self.width_mult)
         parts = tuple(Part(name, tuple(joints), part.fabric.spec)
                       for name, joints, part in zip(self.part_names, self.part_joints, self.parts))
-        return Architecture(backbone, self.head_settings, parts, b.genotype() if isinstance(b, HRSupernet) else None)
+        return Architecture(backbone, self.head_settings, parts, hr)
 
     @classmethod
     def from_genotype(cls, g: Genotype, pretrained: str = "") -> "PartCNF":

@@ -18,9 +18,12 @@ JSON form (`Genotype.to_dict()`, parsed by `parse_genotype`):
                                            "alpha": {cell: {edge: [softmax per op]}}}, ...}}}
 ```
 A part model has backbone, head and parts (part.py); an hr_dense model has no parts and its "hr"
-section; a scalenet model only its "scale" section. A part's fabric spec lists its kept cells, their kept
-inputs with `input_weights` and kept ops per edge with `op_weights` (the softmax values that chose them,
-renormalised; see prune.py).
+section; a scalenet model only its "scale" section (pose or segmentation). A part's fabric spec lists its
+kept cells, their kept inputs with `input_weights` and kept ops per edge with `op_weights` (the softmax
+values that chose them, renormalised; see prune.py).
+A segmentation genotype (task "segmentation") has no num_joints, heatmap_stride, joint set or parts: its
+dataset is {"name": ..}; a "seg" model's backbone section is a part model's (+ "hr" for the HR supernet
+backbone) and its head is {"channels": .., "num_classes": ..} (seg_head.py); a scalenet's is its "scale".
 "search" (optional) is provenance (search_record.py); the build ignores it.
 
 Parsed once, at load (`load_genotype`, `parse_genotype`), section by section, each field type-checked and
@@ -33,15 +36,16 @@ the run-level fields (`RunFields`, read from the config by the caller), the arch
 import json
 import os
 from dataclasses import dataclass, fields
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from torch import nn
 
 from src.architecture.arch_params import unwrap
 from src.architecture.fabric.spec import FabricSpec
 from src.architecture.fields import FieldError, Obj, check_format
-from src.architecture.genotype.part import (Backbone, Head, Part, check_part_model, parse_backbone, parse_head,
-                                            parse_part)
+from src.architecture.genotype.part import (Backbone, Head, Part, check_backbone, check_part_model, parse_backbone,
+                                            parse_head, parse_part)
+from src.architecture.genotype.seg_head import SegHead, parse_seg_head
 from src.architecture.genotype.search_record import FabricRecord, SearchRecord, parse_search
 from src.architecture.hr.spec import DENSE_STRIDE, HRDenseGenotype, HRGenotype, parse_hr
 from src.architecture.limits import (MAX_FABRIC_OPS, MAX_GENOTYPE_BYTES, MAX_HEATMAP_STRIDE, MAX_INPUT_SIDE, MAX_JOINTS,
@@ -52,14 +56,18 @@ from src.utils.atomic import write_json_atomic
 GENOTYPE_FORMAT = "fabricnas.genotype/1"
 TASKS = ("pose", "segmentation")
 JOINT_SETS = {17: "coco", 16: "mpii"}
-RUN_KEYS = ("format", "model", "task", "num_joints", "input_size", "heatmap_stride", "dataset", "parts")
+RUN_KEYS = ("format", "model", "task", "input_size", "dataset")
+POSE_KEYS = ("num_joints", "heatmap_stride", "parts")  # a pose genotype's only (a segmentation one has none)
 ARCH_KEYS = ("backbone", "head", "hr", "scale")
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    joint_set: str
+    joint_set: Optional[str]  # pose only
+
+    def to_dict(self) -> dict:
+        return {"name": self.name} if self.joint_set is None else {"name": self.name, "joint_set": self.joint_set}
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class Architecture:
     """What a model owns and describes (`model.genotype()`): a part model's backbone, head and parts (+ "hr"
     for the HR supernet backbone), an hr_dense model's "hr" section alone, or a scalenet's "scale" section."""
     backbone: Optional[Backbone] = None
-    head: Optional[Head] = None
+    head: Optional[Union[Head, SegHead]] = None
     parts: Tuple[Part, ...] = ()
     hr: Optional[HRGenotype] = None
     scale: Optional[ScaleGenotype] = None
@@ -78,7 +86,7 @@ class Architecture:
         return out + [(f"parts.{i}.fabric", f"part {i} {p.name}", p.fabric) for i, p in enumerate(self.parts)]
 
     def to_dict(self) -> dict:
-        d = {"parts": [p.to_dict() for p in self.parts]}
+        d = {} if isinstance(self.head, SegHead) else {"parts": [p.to_dict() for p in self.parts]}
         for key in ARCH_KEYS:
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key).to_dict()
@@ -90,9 +98,9 @@ class RunFields:
     """The run-level fields of a genotype: what the run says (its config), not the model."""
     model: str  # registered model name (src/network_factory/registry.py dispatches on it)
     task: str
-    num_joints: int
+    num_joints: Optional[int]  # pose only (None for segmentation)
     input_size: Tuple[int, int]  # [width, height]
-    heatmap_stride: int
+    heatmap_stride: Optional[int]  # pose only
     dataset: Dataset
 
 
@@ -104,34 +112,31 @@ class Genotype(RunFields):
     def to_dict(self) -> dict:
         d = {"format": GENOTYPE_FORMAT, "model": self.model, "task": self.task, "num_joints": self.num_joints,
              "input_size": list(self.input_size), "heatmap_stride": self.heatmap_stride,
-             "dataset": {"name": self.dataset.name, "joint_set": self.dataset.joint_set}, **self.arch.to_dict()}
+             "dataset": self.dataset.to_dict(), **self.arch.to_dict()}
+        d = {k: v for k, v in d.items() if v is not None}  # a segmentation genotype has no joints, no stride
         if self.search is not None:
             d["search"] = self.search.to_dict()
         return d
 
 
 # ------------------------------------------------------------------ parse
-def _parse_scale_arch(o: Obj, task: str, num_joints: int, heatmap_stride: int) -> Architecture:
-    """A scalenet genotype: the "scale" section alone."""
+def _parse_scale_arch(o: Obj, num_joints: Optional[int], heatmap_stride: Optional[int]) -> Architecture:
+    """A scalenet genotype: the "scale" section alone (num_joints / heatmap_stride: None for segmentation)."""
     for key in ("backbone", "head", "hr"):
         if o.has(key):
             raise FieldError(key, "a scalenet genotype has none (its network and head are in 'scale')")
-    if o.array("parts", MAX_PARTS):
+    if o.has("parts") and o.array("parts", MAX_PARTS):
         raise FieldError("parts", "a scalenet genotype has no parts")
     scale = parse_scale(o.raw("scale"), o.field("scale"))
-    if heatmap_stride != DENSE_STRIDE:
+    if heatmap_stride not in (None, DENSE_STRIDE):
         raise FieldError("heatmap_stride", f"must be {DENSE_STRIDE}: a scalenet predicts at 1/{DENSE_STRIDE}, "
                          f"got {heatmap_stride}")
-    if task == "pose" and scale.head.outputs != num_joints:
+    if num_joints is not None and scale.head.outputs != num_joints:
         raise FieldError("scale.head.outputs", f"{scale.head.outputs} but the genotype's num_joints is {num_joints}")
     return Architecture(scale=scale)
 
 
-def _parse_arch(o: Obj, task: str, num_joints: int, heatmap_stride: int) -> Architecture:
-    if o.has("scale"):
-        return _parse_scale_arch(o, task, num_joints, heatmap_stride)
-    if task != "pose":
-        raise FieldError("task", f"'{task}' genotypes are scalenet genotypes (a 'scale' section)")
+def _parse_arch(o: Obj, num_joints: int, heatmap_stride: int) -> Architecture:
     hr = parse_hr(o.raw("hr"), o.field("hr")) if o.has("hr") else None
     parts_in = o.array("parts", MAX_PARTS)
     if isinstance(hr, HRDenseGenotype):
@@ -158,6 +163,18 @@ def _parse_arch(o: Obj, task: str, num_joints: int, heatmap_stride: int) -> Arch
     return arch
 
 
+def _parse_seg_arch(o: Obj) -> Architecture:
+    """A segmentation model: backbone (+ "hr" for the HR supernet backbone) and the dense head."""
+    for key in ("backbone", "head"):
+        if not o.has(key):
+            raise FieldError(key, "missing")
+    hr = parse_hr(o.raw("hr"), o.field("hr")) if o.has("hr") else None
+    arch = Architecture(parse_backbone(o.raw("backbone"), "backbone"), parse_seg_head(o.raw("head"), "head"), (), hr)
+    check_backbone(arch.backbone, hr)
+    _check_op_count(arch)
+    return arch
+
+
 def _check_op_count(arch: Architecture) -> None:
     """Every kept op of a fabric is a module: their number over all fabrics is bounded (limits.MAX_FABRIC_OPS)."""
     total = 0
@@ -174,13 +191,20 @@ def parse_genotype(value) -> Genotype:
     if not isinstance(value, dict):
         raise ValueError(f"genotype must be a JSON object, got {type(value).__name__}")
     check_format(value, "", GENOTYPE_FORMAT)
-    o = Obj(value, "", RUN_KEYS, ARCH_KEYS + ("search",))
-    model, task, k = o.string("model"), o.string("task", TASKS), o.integer("num_joints", 1, MAX_JOINTS)
+    task = Obj(value, "", ("task",), RUN_KEYS + POSE_KEYS + ARCH_KEYS + ("search",)).string("task", TASKS)
+    pose = task == "pose"
+    o = Obj(value, "", RUN_KEYS + (POSE_KEYS if pose else ()), ARCH_KEYS + ("search",))
+    model = o.string("model")
     size = tuple(o.integers("input_size", 1, MAX_INPUT_SIDE, 2, min_len=2))
-    stride = o.integer("heatmap_stride", 1, MAX_HEATMAP_STRIDE)
-    ds = Obj(o.raw("dataset"), "dataset", ("name", "joint_set"))
-    dataset = Dataset(ds.string("name"), ds.string("joint_set"))
-    arch = _parse_arch(o, task, k, stride)
+    ds = Obj(o.raw("dataset"), "dataset", ("name", "joint_set") if pose else ("name",))
+    dataset = Dataset(ds.string("name"), ds.string("joint_set") if pose else None)
+    k = stride = None
+    if pose:
+        k, stride = o.integer("num_joints", 1, MAX_JOINTS), o.integer("heatmap_stride", 1, MAX_HEATMAP_STRIDE)
+    if o.has("scale"):
+        arch = _parse_scale_arch(o, k, stride)
+    else:
+        arch = _parse_arch(o, k, stride) if pose else _parse_seg_arch(o)
     search = None
     if o.has("search"):
         search = parse_search(o.raw("search"), "search", {path: spec for path, _, spec in arch.fabrics()})

@@ -90,7 +90,8 @@ def _check_rows(spec: FabricSpec, path: str) -> None:
                          f"got {spec.size_types}")
 
 
-def _check_backbone(b: Backbone, hr: Optional[HRGenotype]) -> None:
+def check_backbone(b: Backbone, hr: Optional[HRGenotype]) -> None:
+    """The backbone section agrees with its "hr" section (HR supernet) or its fabric (rows, outputs, channels)."""
     if b.name == HR_BACKBONE:
         if hr is None:
             raise FieldError("hr", f"missing (it describes the '{HR_BACKBONE}' backbone)")
@@ -120,7 +121,7 @@ def _check_backbone(b: Backbone, hr: Optional[HRGenotype]) -> None:
 def check_part_model(backbone: Backbone, parts: Sequence[Part], hr: Optional[HRGenotype], num_joints: int,
                      heatmap_stride: int) -> None:
     """What the sections of a part model must agree on (see the module docstring)."""
-    _check_backbone(backbone, hr)
+    check_backbone(backbone, hr)
     if heatmap_stride != BACKBONE_STRIDES[0]:
         raise FieldError("heatmap_stride", f"must be {BACKBONE_STRIDES[0]}: the parts return their row-0 maps at "
                          f"1/{BACKBONE_STRIDES[0]}, got {heatmap_stride}")
