@@ -27,12 +27,16 @@ def build_network(cfg, genotype_path: str = ""):
 def network_for_checkpoint(cfg, path: str, genotype_path: str = ""):
     """The network of checkpoint `path` with its weights (and masks): built from `genotype_path`, else from
     the genotype the checkpoint holds (a network shrunk by slimming), else from the config."""
-    state = read_checkpoint(path)
-    if genotype_path or "genotype" not in state:
-        model = build_network(cfg, genotype_path)
+    if genotype_path:
+        model = build_network(cfg, genotype_path)  # a bad genotype is reported before the checkpoint is read
+        state = read_checkpoint(path)
     else:
-        from src.network_factory.from_genotype import build_from_genotype
-        model = build_from_genotype(cfg, state["genotype"])
+        state = read_checkpoint(path)
+        if "genotype" in state:
+            from src.network_factory.from_genotype import build_from_genotype
+            model = build_from_genotype(cfg, state["genotype"])
+        else:
+            model = build_network(cfg)
     load_state_checked(model, tensor_state(state, path), path)
     return model, state
 
