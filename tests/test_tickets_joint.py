@@ -10,7 +10,7 @@ from src.config.loader import load_config
 from src.engine.hooks import HookBase
 from src.engine.trainer import Trainer, seed_all
 from src.network_factory.registry import build_model
-from src.search.tickets.masks import effective_state_dict, masks_of, prunable_modules, set_mask
+from src.search.tickets.masks import masks_of, prunable_modules
 from tests.conftest import ROOT, tiny_train_opts
 from tests.test_scalenas import CFG as SCALE_CFG
 from tests.test_scalenas import TINY_SCALE
@@ -66,13 +66,6 @@ def test_ticket_pruning_during_oneshot_training(tiny_synthetic, tmp_path):
     assert watch.densities == pytest.approx([0.3 + 0.7 / 8, 0.3, 0.3], abs=1e-3)
     assert watch.checked == 4 and len(set(trained[2:])) == 4  # 4 masked steps, each a different subnet
     assert {n for n, _ in prunable_modules(trainer.core)} == set(masks_of(trainer.core))
-
-
-def test_effective_state_dict_folds_the_masks():
-    conv = torch.nn.Conv2d(2, 3, 3)
-    set_mask(conv, torch.rand_like(conv.weight) < 0.5)
-    state = effective_state_dict(conv)
-    assert set(state) == {"weight", "bias"} and torch.equal(state["weight"], conv.weight_orig * conv.weight_mask)
 
 
 @pytest.mark.slow  # ~20 s on 2 busy cores, most of it the end-of-search export (renders, latency comparison)

@@ -31,7 +31,6 @@ from src.architecture.fabric.cell import CellSpec, edge_layout
 from src.architecture.fabric.fabric import Fabric, FabricSpec, prune_unreachable
 from src.architecture.genotype.genotype import Genotype, RunFields, genotype_of, search_records
 from src.architecture.genotype.search_record import FabricRecord, PruneStats, SearchRecord
-from src.search.tickets.masks import effective_state_dict
 from src.utils.flops import count_flops, count_params
 
 logger = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ def Prune(model: nn.Module, run: RunFields, strategy: str, prune_cells: bool = T
         ref = next(fabric.parameters(), None)  # the derived fabric takes the supernet's device and dtype
         new = Fabric(spec, fabric.in_channels, searchable=False)
         new = new.to(device=ref.device, dtype=ref.dtype) if ref is not None else new
-        own, sup = new.state_dict(), effective_state_dict(fabric)  # a ticket's masks folded into its weights
+        own, sup = new.state_dict(), fabric.state_dict()
         missing = [k for k in own if k not in sup]
         if missing:
             raise RuntimeError(f"derived fabric {path} has weights the supernet lacks: {missing[:3]}")

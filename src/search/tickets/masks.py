@@ -75,16 +75,6 @@ def masks_of(model: nn.Module) -> Dict[str, Tensor]:
             if isinstance(m, nn.Module) and is_pruned(m)}
 
 
-def effective_state_dict(module: nn.Module) -> Dict[str, Tensor]:
-    """`module.state_dict()` with the masks folded in: every pruned `X.weight_orig` / `X.weight_mask` pair
-    becomes `X.weight` = weight_orig * weight_mask (what the module computes with), as in an unpruned module."""
-    state = module.state_dict()
-    for key in [k for k in state if ("." + k).endswith(MASK_SUFFIX)]:
-        stem = key[: -len("_mask")]
-        state[stem] = state.pop(stem + "_orig") * state.pop(key)
-    return state
-
-
 def finalize(model: nn.Module) -> nn.Module:
     """Fold every mask into its weights (`prune.remove`): a plain network, the same outputs."""
     for m in unwrap(model).modules():
