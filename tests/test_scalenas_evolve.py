@@ -15,6 +15,7 @@ import pytest
 from src.architecture.genotype.genotype import load_genotype
 from src.architecture.scale.space import ScaleSpaceSpec, smallest
 from src.engine.cli import run_cli
+from src.engine.oneshot_search import check_search_recipe
 from src.engine import entry
 from src.search.scale_ops import ScaleSpaceOps
 from tests.conftest import ROOT, tiny_train_opts
@@ -53,6 +54,19 @@ def test_mutation_redraws_depths_from_the_whole_depth_list():
     depths = {d for _ in range(20) for m in ops.mutate(parent, rng, 0.9).modules for d in m.depths}
     assert depths == {1, 2, 3}  # not only the depth 1 the parent uses
     assert ops.from_dict(ops.to_dict(parent), "subnet") == parent
+
+
+@pytest.mark.parametrize("text,message", [("{", "is not valid JSON"), ("[1]", "expected a JSON object"),
+                                          ('{"ckpt": "other.pth"}', "field 'ckpt' is 'other.pth'")])
+def test_search_record_that_does_not_match_is_one_line_naming_the_file(tmp_path, text, message):
+    (tmp_path / "search.json").write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        check_search_recipe(str(tmp_path), {"ckpt": "supernet.pth"})
+    assert str(tmp_path / "search.json") in str(err.value) and "\n" not in str(err.value)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    check_search_recipe(str(fresh), {"ckpt": "supernet.pth"})  # writes the record
+    check_search_recipe(str(fresh), {"ckpt": "supernet.pth"})  # which then matches
 
 
 @pytest.mark.timeout(300)  # ~10 s on 2 busy cores
