@@ -64,7 +64,7 @@ def toy_evaluate(s: ToySubnet):
 
 
 class ToyOps:
-    """The engine's SpaceOps over the toy functions (as tools/evolve.py wraps the ScaleNAS ones)."""
+    """The engine's SpaceOps over the toy functions (as src/search/scale_ops.py wraps the ScaleNAS ones)."""
 
     def __init__(self, spec: ToySpec = ToySpec(), in_place_mutation: bool = False):
         self.spec, self.in_place = spec, in_place_mutation

@@ -20,96 +20,14 @@ DIR/pareto.png, DIR/chosen.json (the subnet chosen by --max-flops: best score at
 --min-metric: fewest FLOPs reaching M; neither: the best score) and DIR/genotype.json (its genotype).
 """
 import argparse
-import json
 import os
 import sys
 
-import torch
-from torch.utils.data import DataLoader
-
 from src.config.loader import load_config
-from src.engine.checkpoint import load_model_weights
 from src.engine.cli import run_cli
-from src.engine.pose_task import build_task
-from src.engine.trainer import pick_device, place, seed_all
-from src.network_factory.registry import build_model
-from src.search.base import preserved_buffers
-from src.search.evolution import EvolutionSettings, run_evolution
-from src.search.evolution_report import write_outputs
+from src.engine.oneshot_search import evolve_supernet
+from src.search.evolution import EvolutionSettings
 from src.utils import distributed as dist_utils
-from src.utils.atomic import write_json_atomic
-from src.utils.flops import count_flops
-
-
-class ScaleOps:
-    """The engine's SpaceOps over the ScaleNAS space functions (passed in, imported by main)."""
-
-    def __init__(self, spec, group_list, sample_subnet, crossover, mutate, parse_subnet):
-        self.spec, self.group_list = spec, list(group_list)
-        self._sample, self._crossover, self._mutate, self._parse = sample_subnet, crossover, mutate, parse_subnet
-
-    def groups(self):
-        return self.group_list
-
-    def sample(self, rng, group):
-        fusion_pct, depth_choices = group
-        return self._sample(self.spec, rng, fusion_pct, depth_choices)
-
-    def crossover(self, a, b, rng, prob):
-        return self._crossover(a, b, rng, prob)
-
-    def mutate(self, a, rng, prob):
-        return self._mutate(a, rng, prob, self.spec)
-
-    def key(self, subnet):
-        return subnet.key()
-
-    def to_dict(self, subnet):
-        return subnet.to_dict()
-
-    def from_dict(self, d, path):
-        return self._parse(d, path, self.spec)
-
-
-def make_evaluate(cfg, model, supernet, task, train_set, val_set, device, out_dir, calib_batches, calibrate_bn):
-    """evaluate(subnet) -> (FLOPs, task score): the subnet active, BN-calibrated, evaluated; the model's
-    buffers and active subnet are put back afterwards, so no evaluation changes another."""
-    w, h = (int(v) for v in cfg.MODEL.INPUT_SIZE)
-
-    def batches():
-        seed_all(cfg.SEED)  # the same augmentation draws for every subnet
-        gen = torch.Generator().manual_seed(int(cfg.SEED))
-        return DataLoader(train_set, batch_size=cfg.TRAIN.BATCH_SIZE, shuffle=True, drop_last=True, generator=gen,
-                          num_workers=cfg.WORKERS)
-
-    def evaluate(subnet):
-        previous = supernet.active
-        with preserved_buffers(model):
-            supernet.set_active(subnet)
-            try:
-                flops = count_flops(model, (1, 3, h, w))
-                calibrate_bn(model, batches(), calib_batches, device)
-                model.eval()
-                with torch.no_grad():
-                    metrics = task.evaluate(model, val_set, out_dir, cfg.TEST.BATCH_SIZE, device)
-            finally:
-                supernet.set_active(previous)
-        return float(flops), float(metrics["score"])
-    return evaluate
-
-
-def _check_recipe(out: str, recipe: dict) -> None:
-    """DIR/search.json holds the supernet and config of the search in DIR; another one is refused."""
-    path = os.path.join(out, "search.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            old = json.load(f)
-        for name, value in recipe.items():
-            if old.get(name) != value:
-                raise ValueError(f"{path}: field '{name}' is {old.get(name)!r}, this run has {value!r} "
-                                 "(use another --out)")
-    elif dist_utils.is_main():
-        write_json_atomic(path, recipe, indent=1)
 
 
 def parse_args(argv=None):
@@ -137,51 +55,20 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
-    # the ScaleNAS space and BN calibration (src/architecture/scale, src/search/bn_calibration.py)
-    from src.architecture.scale.space import ScaleSpaceSpec, crossover, groups, mutate, sample_subnet
-    from src.architecture.scale.subnet import parse_subnet
-    from src.architecture.scale.supernet import find_scale_supernet
-    from src.search.bn_calibration import calibrate_bn
-
     settings = EvolutionSettings(population=args.population, generations=args.generations,
                                  seed=int(cfg.SEED if args.seed is None else args.seed),
                                  crossover_prob=args.crossover_prob, mutation_prob=args.mutation_prob,
                                  max_tries=args.max_tries)
-    calib = int(cfg.ONESHOT.CALIB_BATCHES if args.calib_batches is None else args.calib_batches)
+    recipe = {"cfg": os.path.abspath(args.cfg), "opts": list(args.opts), "ckpt": os.path.abspath(args.ckpt)}
     dist_utils.init_distributed(cfg.DIST.BACKEND)
     try:
-        _check_recipe(args.out, {"cfg": os.path.abspath(args.cfg), "opts": list(args.opts),
-                                 "ckpt": os.path.abspath(args.ckpt), "calib_batches": calib})
-        seed_all(cfg.SEED)
-        model = build_model(cfg)
-        load_model_weights(model, args.ckpt)
-        device = pick_device(cfg)
-        place(cfg, model, device)
-        supernet = find_scale_supernet(model)
-        spec = ScaleSpaceSpec.from_config(cfg.MODEL.SCALE)
-        task = build_task(cfg)
-        rank_dir = os.path.join(args.out, "eval", f"rank{dist_utils.get_rank()}")  # ranks evaluate side by side
-        evaluate = make_evaluate(cfg, model, supernet, task, task.build_dataset("train"), task.build_dataset("val"),
-                                 device, rank_dir, calib, calibrate_bn)
-        ops = ScaleOps(spec, groups(cfg), sample_subnet, crossover, mutate, parse_subnet)
-        state = run_evolution(ops, evaluate, settings, os.path.join(args.out, "state.json"))
-        if dist_utils.is_main():
-            chosen, paths = write_outputs(state, args.out, args.max_flops, args.min_metric, task.score_name)
-            for name, path in paths.items():
-                print(f"{name}: {path}")
-            _write_genotype(cfg, model, ops.from_dict(chosen.subnet, "subnet"), os.path.join(args.out, "genotype.json"))
-            print(f"chosen {chosen.key}: {chosen.flops / 1e9:.4f} GFLOPs, {task.score_name} {chosen.metric:.4f}")
+        paths = evolve_supernet(cfg, args.ckpt, args.out, settings, recipe, args.calib_batches, args.max_flops,
+                                args.min_metric)
+        for name, path in (paths or {}).items():
+            print(f"{name}: {path}")
     finally:
         dist_utils.cleanup()
     return 0
-
-
-def _write_genotype(cfg, model, subnet, path):
-    """The genotype of `subnet` (src/engine/oneshot_eval.py's subnet_genotype, on the scale branch)."""
-    from src.architecture.genotype.genotype import save_genotype
-    from src.engine.oneshot_eval import subnet_genotype
-    save_genotype(subnet_genotype(cfg, model, subnet), path)
-    print(f"genotype: {path}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Evaluate subnets of a one-shot trained ScaleNAS supernet without retraining: BN calibration, then the task's
-evaluation; and a subnet's genotype.
+evaluation; `subnet_scorer`, the (FLOPs, score) function of the evolutionary search; and a subnet's genotype.
 
 `evaluate_subnet` activates the subnet, calibrates the BNs it runs on ONESHOT.CALIB_BATCHES training batches
 (with training augmentation, as ScaleNAS; a DataLoader shuffled by a generator seeded with SEED and the global
 RNGs seeded with SEED, so every subnet sees the same batches), evaluates, and then puts back the model's
 buffers and active subnet: evaluating one subnet never changes what another gets.
 """
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from src.architecture.genotype.genotype import Genotype, genotype_of
 from src.architecture.scale.subnet import ScaleSubnet
-from src.architecture.scale.supernet import find_scale_supernet
+from src.architecture.scale.supernet import active_flops, find_scale_supernet
 from src.engine.trainer import seed_all
 from src.network_factory.from_genotype import run_fields
 from src.search.base import preserved_buffers
@@ -44,6 +44,19 @@ def evaluate_subnet(cfg, model: nn.Module, subnet: ScaleSubnet, task, train_set,
                 return task.evaluate(model, val_set, out_dir, cfg.TEST.BATCH_SIZE, device)
         finally:
             supernet.set_active(previous)
+
+
+def subnet_scorer(cfg, model: nn.Module, task, train_set, val_set, device: torch.device, out_dir: str,
+                  calib_batches: Optional[int] = None) -> Callable[[ScaleSubnet], Tuple[float, float]]:
+    """score(subnet) -> (FLOPs of `model` with it active on one MODEL.INPUT_SIZE image, the task's score after
+    BN calibration); `model` is left as it was after every call."""
+    supernet = find_scale_supernet(model)
+
+    def score(subnet: ScaleSubnet) -> Tuple[float, float]:
+        flops = active_flops(model, supernet, subnet, cfg.MODEL.INPUT_SIZE)
+        metrics = evaluate_subnet(cfg, model, subnet, task, train_set, val_set, device, out_dir, calib_batches)
+        return float(flops), float(metrics["score"])
+    return score
 
 
 def subnet_genotype(cfg, model: nn.Module, subnet: ScaleSubnet) -> Genotype:

@@ -6,6 +6,7 @@ by DERIVE.SELECTION: magnitude, or perturbation on batches of the arch split) an
 `fabric_supernet.svg`, `arch_values.png` (from the run's `arch_values.csv`, when there is one) and logs
 the prune report and a supernet-versus-derived comparison (params, FLOPs, CPU latency).
 """
+import copy
 import os
 from typing import Callable, List, Optional
 
@@ -25,6 +26,7 @@ from src.network_factory.from_genotype import run_fields
 from src.network_factory.registry import build_model
 from src.search.selection import perturbation_scores
 from src.search.split import bilevel_split
+from src.search.tickets.masks import finalize, masks_of
 
 
 def arch_split_batches(cfg, task, count: int, device) -> List[dict]:
@@ -54,7 +56,10 @@ def selection_scores(cfg, model: nn.Module, log_fn: Callable[[str], None] = prin
 
 
 def derive(cfg, model: nn.Module, log_fn: Callable[[str], None] = print):
-    """(derived model, genotype): Prune with the DERIVE.* settings and DERIVE.SELECTION."""
+    """(derived model, genotype): Prune with the DERIVE.* settings and DERIVE.SELECTION. A supernet pruned by
+    TICKET.* is derived from a copy with its masks folded into the weights (what the pruned supernet computes)."""
+    if masks_of(model):
+        model = finalize(copy.deepcopy(unwrap(model)))
     d = cfg.DERIVE
     return Prune(model, run_fields(cfg), cfg.SEARCH.STRATEGY, ops_topk=d.OPS_TOPK, beta_threshold=d.BETA_THRESHOLD,
                  beta_topk=d.BETA_TOPK, scores=selection_scores(cfg, model, log_fn), edges_topk=d.EDGES_TOPK,

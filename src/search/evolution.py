@@ -1,7 +1,7 @@
 """NSGA-II evolutionary search on the (FLOPs, metric) Pareto front, resumable and shared across ranks.
 
 Generic over the search space: `ops` is any object with the `SpaceOps` methods (the ScaleNAS space in
-tools/evolve.py, a toy space in the tests), `evaluate(subnet) -> (flops, metric)` is supplied by the caller.
+src/search/scale_ops.py, a toy space in the tests), `evaluate(subnet) -> (flops, metric)` is supplied by the caller.
 
 One run:
 1. generation 0: `population` subnets sampled over `ops.groups()` (round robin), duplicates (by key) redrawn;
