@@ -119,6 +119,26 @@ def test_subnet_genotype_round_trip_rebuild_inherit_and_render(tiny_synthetic, t
     assert "ScaleNAS subnet" in source and "m1 d1/" in source
 
 
+def test_segmentation_subnet_genotype_has_no_pose_fields_and_checks_the_classes(tmp_path):
+    """A scalenet segmentation genotype follows the segmentation convention (no num_joints, heatmap_stride,
+    joint set or parts); its class count is checked against DATASET.NUM_CLASSES."""
+    seg_cfg = str(ROOT / "configs/synthetic_scalenas_seg.yaml")
+    opts = [str(x) for kv in TINY_SCALE.items() for x in kv] + ["MODEL.INPUT_SIZE", "[48, 64]"]
+    cfg = load_config(seg_cfg, opts)
+    model = build_model(cfg).eval()
+    model.backbone.set_active(sample_subnet(model.backbone.spec, random.Random(1), 0.5, (1, 2)))
+    g = genotype_of(run_fields(cfg), model)
+    d = g.to_dict()
+    assert d["task"] == "segmentation" and not {"num_joints", "heatmap_stride", "parts"} & set(d)
+    path = save_genotype(g, str(tmp_path / "seg_subnet.json"))
+    net = build_from_genotype(cfg, load_genotype(path)).eval()
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        assert net(x).shape[1] == cfg.DATASET.NUM_CLASSES
+    with pytest.raises(ValueError, match="'scale.head.outputs': 6 but DATASET.NUM_CLASSES is 5"):
+        build_from_genotype(load_config(seg_cfg, opts + ["DATASET.NUM_CLASSES", "5"]), g)
+
+
 @pytest.mark.parametrize("edit, field", [
     (lambda s: s["modules"].pop(), "scale.subnet.modules"),
     (lambda s: s["modules"][1]["depths"].append(1), "scale.subnet.modules[1].depths"),

@@ -9,7 +9,7 @@ checked (`check_config`), the registry picks the model class (`g.model`), and th
 limits.MAX_PARAMS. Derived parameter names are a subset of the supernet's, so
 `inherit_weights(model, supernet_ckpt)` carries the searched weights over.
 """
-from typing import Dict, List, Union
+from typing import Dict, List, Tuple, Union
 
 import torch
 from torch import nn
@@ -33,12 +33,19 @@ def run_fields(cfg) -> RunFields:
                      Dataset(cfg.DATASET.NAME, joint_set(k)))
 
 
+def _classes(g: Genotype) -> Tuple[str, int]:
+    """(field, value) of a segmentation genotype's class count: a seg model's head, a scalenet's scale head."""
+    if g.arch.scale is not None:
+        return "scale.head.outputs", g.arch.scale.head.outputs
+    return "head.num_classes", g.arch.head.num_classes
+
+
 def config_opts(g: Genotype) -> List[str]:
     """KEY VALUE overrides that make a config describe the genotype's run (what `check_config` compares)."""
     w, h = g.input_size
     opts = ["MODEL.NAME", g.model, "TASK", g.task, "MODEL.INPUT_SIZE", f"[{w}, {h}]"]
     if g.task == "segmentation":
-        return opts + ["DATASET.NUM_CLASSES", str(g.arch.head.num_classes)]
+        return opts + ["DATASET.NUM_CLASSES", str(_classes(g)[1])]
     return opts + ["MODEL.NUM_JOINTS", str(g.num_joints), "MODEL.HEATMAP_STRIDE", str(g.heatmap_stride)]
 
 
@@ -51,9 +58,10 @@ def check_config(g: Genotype, cfg) -> None:
         if value != want:
             shown = [list(v) if isinstance(v, tuple) else v for v in (value, want)]
             raise FieldError(field, f"{shown[0]} but {key} is {shown[1]}")
-    if g.task == "segmentation" and g.arch.head.num_classes != cfg.DATASET.NUM_CLASSES:
-        raise FieldError("head.num_classes", f"{g.arch.head.num_classes} but DATASET.NUM_CLASSES is "
-                         f"{cfg.DATASET.NUM_CLASSES}")
+    if g.task == "segmentation":
+        field, classes = _classes(g)
+        if classes != cfg.DATASET.NUM_CLASSES:
+            raise FieldError(field, f"{classes} but DATASET.NUM_CLASSES is {cfg.DATASET.NUM_CLASSES}")
 
 
 def check_size(model: nn.Module) -> None:

@@ -86,7 +86,7 @@ class Architecture:
         return out + [(f"parts.{i}.fabric", f"part {i} {p.name}", p.fabric) for i, p in enumerate(self.parts)]
 
     def to_dict(self) -> dict:
-        d = {} if isinstance(self.head, SegHead) else {"parts": [p.to_dict() for p in self.parts]}
+        d = {"parts": [p.to_dict() for p in self.parts]}
         for key in ARCH_KEYS:
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key).to_dict()
@@ -113,7 +113,8 @@ class Genotype(RunFields):
         d = {"format": GENOTYPE_FORMAT, "model": self.model, "task": self.task, "num_joints": self.num_joints,
              "input_size": list(self.input_size), "heatmap_stride": self.heatmap_stride,
              "dataset": self.dataset.to_dict(), **self.arch.to_dict()}
-        d = {k: v for k, v in d.items() if v is not None}  # a segmentation genotype has no joints, no stride
+        if self.task != "pose":  # a segmentation genotype has no joints, no stride, no parts
+            d = {k: v for k, v in d.items() if k not in POSE_KEYS}
         if self.search is not None:
             d["search"] = self.search.to_dict()
         return d
