@@ -41,15 +41,20 @@ def network_for_checkpoint(cfg, path: str, genotype_path: str = ""):
     return model, state
 
 
+def _override(cfg, section: str, key: str, value: str, why: str) -> None:
+    """cfg.SECTION.KEY = value, with a note (main rank) saying why, when it changes anything."""
+    old = cfg[section][key]
+    if old != value:
+        if dist_utils.is_main():
+            print(f"note: {why}: {section}.{key} {old} -> {value}", file=sys.stderr)
+        cfg.defrost()
+        cfg[section][key] = value
+        cfg.freeze()
+
+
 def _fixed_masks(cfg, flag: str):
     """--ticket / --transfer train with the ticket's masks fixed: no pruning schedule."""
-    if cfg.TICKET.METHOD != "none":
-        if dist_utils.is_main():
-            print(f"note: {flag} keeps the ticket's masks fixed: TICKET.METHOD {cfg.TICKET.METHOD} -> none",
-                  file=sys.stderr)
-        cfg.defrost()
-        cfg.TICKET.METHOD = "none"
-        cfg.freeze()
+    _override(cfg, "TICKET", "METHOD", "none", f"{flag} keeps the ticket's masks fixed")
 
 
 def _ticket_model(cfg, args):
@@ -82,13 +87,8 @@ def train_main(argv=None) -> int:
     try:
         seed_all(cfg.SEED)
         model = _ticket_model(cfg, args) if args.ticket or args.transfer else build_network(cfg, args.genotype)
-        if args.genotype and not arch_parameter_names(model) and cfg.SEARCH.STRATEGY != "none":  # nothing to search
-            if dist_utils.is_main():
-                print(f"note: --genotype retrains the derived network: SEARCH.STRATEGY {cfg.SEARCH.STRATEGY} -> none",
-                      file=sys.stderr)
-            cfg.defrost()
-            cfg.SEARCH.STRATEGY = "none"
-            cfg.freeze()
+        if args.genotype and not arch_parameter_names(model):  # nothing to search
+            _override(cfg, "SEARCH", "STRATEGY", "none", "--genotype retrains the derived network")
         if args.inherit:
             from src.network_factory.from_genotype import inherit_weights
             inherit_weights(model, args.inherit)
