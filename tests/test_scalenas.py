@@ -275,3 +275,23 @@ def test_subnet_of_a_step_is_the_same_on_two_gloo_ranks(tiny_synthetic, tmp_path
     assert a["seq"] == b["seq"] and len(set(a["seq"])) == 2  # 8 persons, 4 per batch, 2 ranks: 2 steps
     for k in a["params"]:
         assert torch.equal(a["params"][k], b["params"][k]), k
+
+
+SCALENAS_PUBLISHED = {  # config -> (task, widths, params measured on the meta device; ScaleNAS' supernets in A2)
+    "configs/coco/scalenas_w32_256x192.yaml": ("pose", (32, 64, 128, 256), 47_378_289),  # ScaleNAS: 47.6M
+    "configs/coco/scalenas_w48_384x288.yaml": ("pose", (48, 96, 192, 384), 106_443_585),  # 106.5M
+    "configs/cityscapes/scalenas_seg_w32.yaml": ("segmentation", (32, 64, 128, 256), 47_379_251),  # 47.9M
+    "configs/cityscapes/scalenas_seg_w48.yaml": ("segmentation", (48, 96, 192, 384), 106_445_027),  # 107.0M
+}
+
+
+@pytest.mark.parametrize("path", sorted(SCALENAS_PUBLISHED))
+def test_published_size_scalenas_configs_build(path):
+    """The W32 / W48 supernets build (meta device: no memory, no weights) with the measured sizes."""
+    from src.utils.flops import count_params
+    cfg = load_config(str(ROOT / path))
+    task, widths, params = SCALENAS_PUBLISHED[path]
+    assert cfg.TASK == task and cfg.SEARCH.STRATEGY == "oneshot" and tuple(cfg.MODEL.SCALE.DEPTH_LIST) == (2, 3, 4, 5)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert tuple(model.backbone.spec.widths) == widths and count_params(model) == params
