@@ -282,6 +282,7 @@ SCALENAS_PUBLISHED = {  # config -> (task, widths, params measured on the meta d
     "configs/coco/scalenas_w48_384x288.yaml": ("pose", (48, 96, 192, 384), 106_443_585),  # 106.5M
     "configs/cityscapes/scalenas_seg_w32.yaml": ("segmentation", (32, 64, 128, 256), 47_379_251),  # 47.9M
     "configs/cityscapes/scalenas_seg_w48.yaml": ("segmentation", (48, 96, 192, 384), 106_445_027),  # 107.0M
+    "configs/ade20k/scalenas_seg_w32.yaml": ("segmentation", (32, 64, 128, 256), 47_442_262),  # 150 classes
 }
 
 
