@@ -27,3 +27,14 @@ def tiny_train_opts(root, out_dir, **extra):
             "TRAIN.TIME_BUDGET_MIN": 0.0, "PRINT_FREQ": 1, "MODEL.WIDTH": 16}
     opts.update(extra)
     return [str(x) for kv in opts.items() for x in kv]
+
+
+def train_on_two_gloo_ranks(worker, tmp_path, root):
+    """`worker(rank, world, store, root, out)` on 2 gloo ranks (torch.multiprocessing); returns `out`, the
+    folder the ranks write their results to."""
+    import torch.multiprocessing as mp
+    out = tmp_path / "ddp"
+    out.mkdir()
+    mp.spawn(worker, args=(2, str(tmp_path / "store"), str(root), str(out)), nprocs=2, join=True)
+    return out
+

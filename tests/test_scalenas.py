@@ -8,7 +8,6 @@ import random
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from src.architecture.genotype.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
@@ -20,7 +19,7 @@ from src.config.loader import load_config
 from src.network_factory.from_genotype import build_from_genotype, inherit_weights, run_fields
 from src.network_factory.registry import build_model
 from src.search.bn_calibration import calibrate_bn
-from tests.conftest import ROOT, tiny_train_opts
+from tests.conftest import ROOT, tiny_train_opts, train_on_two_gloo_ranks
 
 CFG = str(ROOT / "configs/synthetic_scalenas_pose.yaml")
 SPEC = ScaleSpaceSpec(4, (4, 8, 8), (1, 1, 1), 3, (1, 2, 3))
@@ -267,9 +266,7 @@ def _ddp_worker(rank, world, store, root, out):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_subnet_of_a_step_is_the_same_on_two_gloo_ranks(tiny_synthetic, tmp_path):
-    out = tmp_path / "ddp"
-    out.mkdir()
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tiny_synthetic), str(out)), nprocs=2, join=True)
+    out = train_on_two_gloo_ranks(_ddp_worker, tmp_path, tiny_synthetic)
     a = torch.load(out / "rank0.pt", weights_only=True)
     b = torch.load(out / "rank1.pt", weights_only=True)
     assert a["seq"] == b["seq"] and len(set(a["seq"])) == 2  # 8 persons, 4 per batch, 2 ranks: 2 steps

@@ -4,7 +4,6 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from src.config.loader import load_config
@@ -21,7 +20,7 @@ from src.search.tickets.schedule import DensitySchedule
 from src.search.tickets.scores import ScoreContext, magnitude_scores, score_fn
 from src.search.tickets.ticket_pruner import TicketPruner
 from src.utils.state_dict import read_checkpoint
-from tests.conftest import ROOT, tiny_train_opts
+from tests.conftest import ROOT, tiny_train_opts, train_on_two_gloo_ranks
 
 BASE = str(ROOT / "configs/synthetic_baseline.yaml")
 HR = str(ROOT / "configs/synthetic_hrnas_dense.yaml")
@@ -214,9 +213,7 @@ def _ddp_worker(rank, world, store, root, out):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_gloo_ranks_hold_the_same_masks(tiny_synthetic, tmp_path):
-    out = tmp_path / "ddp"
-    out.mkdir()
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tiny_synthetic), str(out)), nprocs=2, join=True)
+    out = train_on_two_gloo_ranks(_ddp_worker, tmp_path, tiny_synthetic)
     a, b = (torch.load(out / f"r{r}.pt", weights_only=True) for r in (0, 1))
     masks = [k for k in a if k.endswith("weight_mask")]
     assert masks

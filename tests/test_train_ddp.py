@@ -5,10 +5,9 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from src.config.loader import load_config
-from tests.conftest import ROOT, tiny_train_opts
+from tests.conftest import ROOT, tiny_train_opts, train_on_two_gloo_ranks
 
 CFG = str(ROOT / "configs/synthetic_baseline.yaml")
 
@@ -32,9 +31,7 @@ def _worker(rank, world, store, root, out):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_gloo_ranks_train_two_steps_with_identical_weights(tiny_synthetic, tmp_path):
-    out = tmp_path / "ddp"
-    out.mkdir()
-    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(tiny_synthetic), str(out)), nprocs=2, join=True)
+    out = train_on_two_gloo_ranks(_worker, tmp_path, tiny_synthetic)
     a = torch.load(out / "rank0.pt", weights_only=True)
     b = torch.load(out / "rank1.pt", weights_only=True)
     for k in a:
