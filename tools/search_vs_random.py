@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     bar.close()
     meta = (f"cfg {args.cfg} {' '.join(args.opts)}; retrain {args.retrain_epochs} epochs {recipe}; "
             f"random within +-{args.flops_tol:.0%} FLOPs" + ("; " + "; ".join(shortfalls) if shortfalls else ""))
-    print(write_report(results, out, meta))
+    print(write_report([r for r in results if r["seed"] in args.seeds], out, meta))  # only this run's seeds
     return 0
 
 
