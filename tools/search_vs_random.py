@@ -23,7 +23,6 @@ Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP me
 params, FLOPs, and per seed) and OUT/ap_vs_flops.png (searched fabrics highlighted).
 """
 import argparse
-import fcntl
 import json
 import os
 import sys
@@ -42,7 +41,7 @@ from src.engine.runs import finished, run_script, tested_score
 from src.engine.search_outputs import derive
 from src.network_factory.from_genotype import build_from_genotype_file
 from src.network_factory.registry import build_model
-from src.utils.atomic import write_json_atomic
+from src.utils.atomic import update_json_locked, write_json_atomic
 from src.utils.flops import count_flops, count_params
 
 KINDS = ["searched", "none", "random"]
@@ -120,14 +119,13 @@ def _read_results(path):
 
 
 def _add_result(path, record, meta):
-    """Adds `record` to the results file under a lock, keeping what other runs (other seeds, started
-    separately on the same --out) wrote meanwhile; returns all results."""
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        results = [r for r in _read_results(path) if (r["seed"], r["name"]) != (record["seed"], record["name"])]
-        results = sorted(results + [record], key=lambda r: (r["seed"], KINDS.index(r["kind"]), r["name"]))
-        write_json_atomic(str(path), {**meta, "results": results}, indent=1)
-    return results
+    """Adds `record` to the results file, keeping what other runs (other seeds, started separately on the
+    same --out) wrote meanwhile; returns all results."""
+    def update(current):
+        kept = [r for r in (current or {"results": []})["results"]
+                if (r["seed"], r["name"]) != (record["seed"], record["name"])]
+        return {**meta, "results": sorted(kept + [record], key=lambda r: (r["seed"], KINDS.index(r["kind"]), r["name"]))}
+    return update_json_locked(str(path), update)["results"]
 
 
 def write_report(results, out, meta):

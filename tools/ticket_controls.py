@@ -12,7 +12,8 @@
    (d) the dense network: the pre-trained weights trained for prune + retrain epochs without masks (the
    same number of epochs as the ticket had), shared by every sparsity.
 Every run ends with an evaluation (no flip test). Writes `results.json` (finished runs are skipped on a
-rerun) and `table.md` into `--out`. Epochs are counted, never minutes.
+rerun; runs started separately on one --out, e.g. one per --sparsity once `dense` exists, keep each other's
+entries) and `table.md` into `--out`. Epochs are counted, never minutes.
 """
 import argparse
 import json
@@ -29,7 +30,7 @@ from src.network_factory.registry import build_model  # noqa: E402
 from src.search.tickets.masks import masks_of, prunable_modules, set_mask  # noqa: E402
 from src.search.tickets.pruner import layer_densities, random_masks_like  # noqa: E402
 from src.search.tickets.schedule import check_density  # noqa: E402
-from src.utils.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from src.utils.atomic import update_json_locked, write_text_atomic  # noqa: E402
 from src.utils.state_dict import read_checkpoint, tensor_state  # noqa: E402
 
 
@@ -76,8 +77,8 @@ def main(argv=None) -> int:
 
     def once(key, fn):
         if key not in results:
-            results[key] = fn()
-            write_json_atomic(res_path, results, indent=1)
+            record = fn()
+            results.update(update_json_locked(res_path, lambda current: {**(current or {}), key: record}))
         return results[key]
 
     pre = once("pretrain", lambda: run(args, "pretrain", args.pretrain_epochs))
@@ -91,7 +92,9 @@ def main(argv=None) -> int:
 
         def with_ticket(change=None, reinit_seed=None):
             def prepare(model, cfg):
-                if reinit_seed is not None:  # the ticket's masks on fresh weights
+                if reinit_seed is not None:  # the ticket's masks on fresh weights (another init than pretrain's)
+                    seed_all(cfg.SEED + reinit_seed)
+                    model.load_state_dict(build_model(cfg).state_dict())
                     donor = build_model(cfg)
                     loader(ticket["ckpt"])(donor, cfg)
                     masks = masks_of(donor)
