@@ -11,12 +11,20 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from src.architecture.genotype.genotype import load_genotype
 from src.architecture.scale.space import ScaleSpaceSpec, smallest
+from src.architecture.scale.supernet import find_scale_supernet
+from src.config.loader import load_config
 from src.engine.cli import run_cli
 from src.engine.oneshot_search import check_search_recipe
 from src.engine import entry
+from src.engine.checkpoint import load_model_weights
+from src.engine.oneshot_eval import calibrate
+from src.engine.pose_task import build_task
+from src.network_factory.from_genotype import build_from_genotype
+from src.network_factory.registry import build_model
 from src.search.scale_ops import ScaleSpaceOps
 from tests.conftest import ROOT, tiny_train_opts
 from tests.test_scalenas import CFG, TINY_SCALE
@@ -114,3 +122,27 @@ def test_two_torchrun_ranks_give_the_state_of_one_process(tiny_synthetic, supern
     b = json.loads((two / "state.json").read_text())
     assert a == b and len(a["evaluated"]) == 12
     assert (one / "genotype.json").read_text() == (two / "genotype.json").read_text()
+
+
+
+def test_scale_subnet_exports_the_calibrated_standalone_subnet(tiny_synthetic, supernet, tmp_path, capsys):
+    out, opts = tmp_path / "subnets", _opts(tiny_synthetic, tmp_path / "s")
+    capsys.readouterr()
+    assert run_cli(_tool(ROOT / "tools" / "scale_subnet.py").main,
+                   ["--cfg", CFG, "--ckpt", str(supernet), "--subnet", "smallest", "--calib-batches", "1",
+                    "--genotype-out", str(out), *opts]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["subnet"] for r in rows] == ["smallest"] and "AP" in rows[0]
+    genotype = load_genotype(str(out / "smallest.json"))
+    assert genotype.arch.scale.subnet == smallest(genotype.arch.scale.space)
+    # the exported weights are the supernet's with the subnet active and its BNs calibrated on the same batch
+    cfg = load_config(CFG, opts)
+    net = build_from_genotype(cfg, genotype)
+    load_model_weights(net, str(out / "smallest.pth"))
+    model = build_model(cfg)
+    load_model_weights(model, str(supernet))
+    find_scale_supernet(model).set_active(genotype.arch.scale.subnet)
+    calibrate(cfg, model, build_task(cfg).build_dataset("train"), torch.device("cpu"), 1)
+    x = torch.randn(2, 3, *cfg.MODEL.INPUT_SIZE[::-1])
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), model.eval()(x), atol=1e-5)

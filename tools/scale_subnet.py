@@ -25,12 +25,11 @@ from src.architecture.scale.supernet import find_scale_supernet
 from src.config.loader import load_config
 from src.engine.checkpoint import load_model_weights, save_checkpoint
 from src.engine.cli import run_cli
-from src.engine.oneshot_eval import calibration_loader, evaluate_subnet, subnet_genotype
+from src.engine.oneshot_eval import calibrate, evaluate_subnet, subnet_genotype
 from src.engine.pose_task import build_task
 from src.engine.trainer import pick_device, seed_all
 from src.network_factory.from_genotype import build_from_genotype, inherit_weights
 from src.network_factory.registry import build_model
-from src.search.bn_calibration import calibrate_bn
 from src.utils.flops import count_params
 
 NAMED = ("smallest", "middle", "largest")
@@ -93,9 +92,7 @@ def export(cfg, genotype, supernet_ckpt: str, train_set, device, calib_batches, 
     net = build_from_genotype(cfg, genotype)
     inherit_weights(net, supernet_ckpt)
     net.to(device)
-    seed_all(cfg.SEED)
-    calibrate_bn(net, calibration_loader(cfg, train_set),
-                 int(cfg.ONESHOT.CALIB_BATCHES if calib_batches is None else calib_batches), device)
+    calibrate(cfg, net, train_set, device, calib_batches)
     save_checkpoint({"model": net.state_dict()}, stem + ".pth")
 
 

@@ -28,17 +28,23 @@ def calibration_loader(cfg, train_set) -> DataLoader:
                       num_workers=cfg.WORKERS)
 
 
+def calibrate(cfg, model: nn.Module, train_set, device: torch.device, calib_batches: Optional[int] = None) -> None:
+    """Calibrate the BNs `model` runs on `calib_batches` (default ONESHOT.CALIB_BATCHES) training batches, the
+    same batches for every call (order fixed by SEED)."""
+    seed_all(cfg.SEED)
+    n = int(cfg.ONESHOT.CALIB_BATCHES if calib_batches is None else calib_batches)
+    calibrate_bn(model, calibration_loader(cfg, train_set), n, device)
+
+
 def evaluate_subnet(cfg, model: nn.Module, subnet: ScaleSubnet, task, train_set, val_set, device: torch.device,
                     out_dir: str, calib_batches: Optional[int] = None) -> dict:
     """The task's metrics of `model` with `subnet` active and its BNs calibrated (see the module doc)."""
     supernet = find_scale_supernet(model)
     previous = supernet.active
-    n = int(cfg.ONESHOT.CALIB_BATCHES if calib_batches is None else calib_batches)
     with preserved_buffers(model):
         supernet.set_active(subnet)
         try:
-            seed_all(cfg.SEED)
-            calibrate_bn(model, calibration_loader(cfg, train_set), n, device)
+            calibrate(cfg, model, train_set, device, calib_batches)
             model.eval()
             with torch.no_grad():
                 return task.evaluate(model, val_set, out_dir, cfg.TEST.BATCH_SIZE, device)
