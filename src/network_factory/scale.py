@@ -2,7 +2,8 @@
 
 scalenet: `ScaleSupernet` (src/architecture/scale/supernet.py) -> the HRNet-seg dense head (every branch
 upsampled to 1/4, concatenated, 1x1 conv of MODEL.SCALE.HEAD_CHANNELS + BN + ReLU, 1x1) -> heatmaps
-(TASK pose, MODEL.NUM_JOINTS) or class logits (TASK segmentation, DATASET.NUM_CLASSES) at 1/4. Built from a
+(TASK pose, MODEL.NUM_JOINTS; the last 1x1 initialised N(0, 0.001) with zero bias, as HRNet's pose head) or
+class logits (TASK segmentation, DATASET.NUM_CLASSES) at 1/4. Built from a
 config it is the supernet (active subnet: the largest; one-shot training samples others, see
 src/search/oneshot.py); its genotype is the "scale" section with the active subnet, and `from_genotype`
 builds the standalone subnet network (same module names: `--inherit` loads the supernet's weights into it).
@@ -37,10 +38,13 @@ def scale_space(cfg) -> ScaleSpaceSpec:
 class ScaleNet(ModelInterface, nn.Module):
     """Image -> [N, outputs, H/4, W/4] through a ScaleNAS supernet (or standalone subnet) and the dense head."""
 
-    def __init__(self, backbone: ScaleSupernet, head_channels: int, outputs: int):
+    def __init__(self, backbone: ScaleSupernet, head_channels: int, outputs: int, heatmaps: bool):
         super().__init__()
         self.backbone = backbone
         self.head = DenseSegHead(backbone.out_channels, head_channels, outputs)
+        if heatmaps:  # HRNet's pose head init: near-zero heatmaps at the start
+            nn.init.normal_(self.head.classifier.weight, std=0.001)
+            nn.init.zeros_(self.head.classifier.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
@@ -60,7 +64,7 @@ class ScaleNet(ModelInterface, nn.Module):
         s = g.arch.scale
         if s is None:
             raise FieldError("scale", f"model '{g.model}' needs a '{ScaleGenotype.FORMAT}' section")
-        return cls(ScaleSupernet(s.space, only=s.subnet), s.head.channels, s.head.outputs)
+        return cls(ScaleSupernet(s.space, only=s.subnet), s.head.channels, s.head.outputs, g.task == "pose")
 
 
 @register_backbone(SCALE_BACKBONE)
@@ -72,4 +76,5 @@ def build_scale_backbone(cfg) -> ScaleSupernet:
 def build_scalenet(cfg) -> ScaleNet:
     backbone = ScaleSupernet(scale_space(cfg))
     outputs = cfg.DATASET.NUM_CLASSES if cfg.TASK == "segmentation" else cfg.MODEL.NUM_JOINTS
-    return ScaleNet(backbone, cfg.MODEL.SCALE.HEAD_CHANNELS or sum(backbone.out_channels), outputs)
+    return ScaleNet(backbone, cfg.MODEL.SCALE.HEAD_CHANNELS or sum(backbone.out_channels), outputs,
+                    cfg.TASK == "pose")
