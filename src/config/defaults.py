@@ -205,7 +205,7 @@ _C.TICKET.REACTIVATE_VALUES = "kept"  # with REACTIVATE: the values pruned weigh
 _C.TICKET.REWIND_EPOCH = 0  # REACTIVATE_VALUES rewind: epochs done when the weights are snapshotted (0 = the initial weights)
 _C.TICKET.KEEP_MASKS_ON_SHRINK = True  # True: a structural shrink (SLIM) slices the masks with the weights; False: it resets them (every weight active again, SuperTickets without reuse_mask)
 _C.TICKET.INCLUDE = ["*"]  # fnmatch patterns of module names whose weight is prunable (among Conv2d / Linear modules: blocks, stems, heads)
-_C.TICKET.EXCLUDE = []  # fnmatch patterns of module names never pruned, e.g. ["final", "head.classifier"]
+_C.TICKET.EXCLUDE = ["head", "final", "classifier", "head.classifier", "parts.*.head.*"]  # fnmatch patterns of module names never pruned; default: the prediction layers of the models (the 1x1 / linear to heatmaps or classes, as SuperTickets keeps its classifier dense: global magnitude emptied the small-init `final` of hr_dense at density 0.1)
 _C.TICKET.SCORE_BATCHES = 1  # snip: training batches whose gradients score the weights
 
 # ---------------------------------------------------------------- test
