@@ -231,6 +231,19 @@ def _ticket_file(cfg, path, d=0.4, seed=0):
     return model
 
 
+def test_inheriting_from_a_ticket_folds_its_masks(tiny_synthetic, tmp_path):
+    from src.network_factory.from_genotype import inherit_weights
+    cfg = load_config(BASE, tiny_train_opts(tiny_synthetic, tmp_path / "t"))
+    ticket = _ticket_file(cfg, tmp_path / "ticket.pth").eval()
+    seed_all(1)
+    plain = build_model(cfg).eval()
+    counts = inherit_weights(plain, str(tmp_path / "ticket.pth"))
+    assert counts["loaded"] == counts["total"] and counts["unused"] == 0
+    x = torch.randn(2, 3, *cfg.MODEL.INPUT_SIZE[::-1])
+    with torch.no_grad():
+        assert torch.equal(plain(x), ticket(x))
+
+
 def test_ticket_checkpoint_loads_weights_only_and_finalizes_to_the_same_outputs(tiny_synthetic, tmp_path, capsys):
     from tools.ticket import main as ticket_main
     opts = tiny_train_opts(tiny_synthetic, tmp_path / "t")

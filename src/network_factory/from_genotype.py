@@ -18,6 +18,7 @@ from src.architecture.fields import FieldError
 from src.architecture.genotype.genotype import Dataset, Genotype, RunFields, joint_set, load_genotype, parse_genotype
 from src.architecture.limits import MAX_PARAMS
 from src.network_factory.registry import genotype_model
+from src.search.tickets.masks import folded_state
 from src.utils.distributed import is_main
 from src.utils.flops import count_params
 from src.utils.state_dict import load_matching, read_checkpoint, tensor_state
@@ -94,11 +95,14 @@ def build_from_genotype_file(cfg, path: str) -> nn.Module:
 
 def inherit_weights(model: nn.Module, ckpt_path: str) -> Dict[str, int]:
     """Load every tensor of a (supernet) checkpoint whose name and shape match the model; log and return
-    the counts {loaded, total, missing, shape_mismatch, unused} (printed on the main process)."""
+    the counts {loaded, total, missing, shape_mismatch, unused} (printed on the main process). A ticket's masks
+    are folded in first (weight = weight_orig * weight_mask): the inheriting network is dense."""
     label = "supernet checkpoint"
-    counts = load_matching(model, tensor_state(read_checkpoint(ckpt_path, label), ckpt_path, label))
+    state, folded = folded_state(tensor_state(read_checkpoint(ckpt_path, label), ckpt_path, label))
+    counts = load_matching(model, state)
     if is_main():
         print(f"inherited {counts['loaded']}/{counts['total']} tensors from {ckpt_path} ({counts['missing']} not in "
               f"it, {counts['shape_mismatch']} with other shapes, {counts['unused']} of its tensors unused: pruned "
-              "modules and arch parameters)", flush=True)
+              "modules and arch parameters)" + (f"; {folded} ticket masks folded into their weights (the "
+                                                "inheriting network is dense)" if folded else ""), flush=True)
     return counts

@@ -83,6 +83,21 @@ def finalize(model: nn.Module) -> nn.Module:
     return model
 
 
+def folded_state(state: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], int]:
+    """A state dict with every mask folded in: `X.weight_orig` and `X.weight_mask` become `X.weight` =
+    orig * mask (what the masked module computes with); returns it and how many masks were folded."""
+    out, count = {}, 0
+    for key, value in state.items():
+        if key.endswith(MASK_SUFFIX) and key[: -len(MASK_SUFFIX)] + ".weight_orig" in state:
+            continue
+        if key.endswith(".weight_orig") and key[: -len("_orig")] + "_mask" in state:
+            out[key[: -len("_orig")]] = value * state[key[: -len("_orig")] + "_mask"].to(value.dtype)
+            count += 1
+            continue
+        out[key] = value
+    return out, count
+
+
 def attach_masks_from_state(model: nn.Module, state: Dict[str, Tensor], path: str) -> int:
     """Prune the modules of `model` whose masks `state` (a state dict) holds, so that it loads strictly;
     returns how many. A mask for a module the model lacks, or of another shape, is a one-line error."""
