@@ -31,13 +31,13 @@ def write_json_atomic(path: str, obj, indent=None) -> str:
     return write_text_atomic(path, json.dumps(obj, indent=indent) + ("\n" if indent else ""))
 
 
-def update_json_locked(path: str, update: Callable, default=None):
+def update_json_locked(path: str, update: Callable):
     """Read-modify-write of a JSON file under an exclusive lock on `path` + `.lock`, so that processes sharing
-    the file keep each other's entries: writes `update(current)` (`default` when the file is missing) and
-    returns it."""
+    the file keep each other's entries: writes `update(current)` (current = None when the file is missing)
+    and returns it."""
     with open(f"{os.path.splitext(path)[0]}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        current = json.loads(open(path).read()) if os.path.isfile(path) else default
+        current = json.loads(open(path).read()) if os.path.isfile(path) else None
         new = update(current)
         write_json_atomic(path, new, indent=1)
     return new
