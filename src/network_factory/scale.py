@@ -56,7 +56,8 @@ class ScaleNet(ModelInterface, nn.Module):
         return {"scale.subnet": self.backbone, "scale.head": self.head}
 
     def genotype(self) -> Architecture:
-        head = ScaleHead(self.head.classifier.in_channels, self.head.classifier.out_channels)
+        s = self.head.settings
+        head = ScaleHead(s.channels, s.num_classes)  # the same dense head, as the "scale" section names it
         return Architecture(scale=ScaleGenotype(self.backbone.spec, self.backbone.active, head))
 
     @classmethod

@@ -30,7 +30,11 @@ class DenseSegHead(nn.Module):
         super().__init__()
         self.fuse = conv_bn(sum(in_channels), channels, 1, relu=True)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        self.settings = SegHead(int(channels), int(num_classes))
+
+    @property
+    def settings(self) -> SegHead:
+        """The head's genotype section, read from its layers (so it follows any change of their widths)."""
+        return SegHead(int(self.classifier.in_channels), int(self.classifier.out_channels))
 
     def forward(self, feats: List[Tensor]) -> Tensor:
         return self.classifier(self.fuse(upsample_concat(feats)))
