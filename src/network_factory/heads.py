@@ -1,6 +1,6 @@
 """Heads. Part heads map a CNF's 1/4-scale output to the part's heatmaps [N, K, H/4, W/4]:
 
-- plain: ReLU -> 1x1 conv C -> K (unbounded heatmaps).
+- plain: ReLU -> 1x1 conv C -> K (unbounded heatmaps), started at N(0, 0.001) with zero bias (HRNet).
 - vector-in-pixel "2D": ReLU -> 1x1 conv C -> K*D -> one D-vector per joint and pixel -> squash.
 - vector-in-pixel "3D": 1x1 conv C -> C*D -> ReLU -> [N, C, D, H, W] -> Conv3d(C -> K, 1) -> squash over D.
 squash(v) = |v|^2 / (1 + |v|^2), in [0, 1).
@@ -58,7 +58,10 @@ VECTOR_HEADS = dict(zip(HEAD_MODES, (VectorHead2D, VectorHead3D)))  # one class 
 def build_head(channels: int, num_joints: int, vector_in_pixel: bool = False, vector_dim: int = 8,
                mode: str = "2D") -> nn.Module:
     if not vector_in_pixel:
-        return nn.Sequential(nn.ReLU(), nn.Conv2d(channels, num_joints, 1))
+        conv = nn.Conv2d(channels, num_joints, 1)
+        nn.init.normal_(conv.weight, std=0.001)  # HRNet's heatmap-layer init: near-zero maps, a short plateau
+        nn.init.zeros_(conv.bias)
+        return nn.Sequential(nn.ReLU(), conv)
     if vector_dim < 1:
         raise ValueError(f"MODEL.PARTS.VECTOR_DIM must be >= 1, got {vector_dim}")
     if mode not in HEAD_MODES:
