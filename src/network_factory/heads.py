@@ -55,13 +55,18 @@ class VectorHead3D(nn.Module):
 VECTOR_HEADS = dict(zip(HEAD_MODES, (VectorHead2D, VectorHead3D)))  # one class per mode, in HEAD_MODES order
 
 
+def init_heatmap_layer(conv: nn.Conv2d) -> nn.Conv2d:
+    """HRNet's init of the layer that outputs heatmaps: N(0, 0.001) weights, zero bias, so training starts
+    from near-zero maps instead of sitting on the constant-heatmap plateau (README "What made the demo learn")."""
+    nn.init.normal_(conv.weight, std=0.001)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
 def build_head(channels: int, num_joints: int, vector_in_pixel: bool = False, vector_dim: int = 8,
                mode: str = "2D") -> nn.Module:
     if not vector_in_pixel:
-        conv = nn.Conv2d(channels, num_joints, 1)
-        nn.init.normal_(conv.weight, std=0.001)  # HRNet's heatmap-layer init: near-zero maps, a short plateau
-        nn.init.zeros_(conv.bias)
-        return nn.Sequential(nn.ReLU(), conv)
+        return nn.Sequential(nn.ReLU(), init_heatmap_layer(nn.Conv2d(channels, num_joints, 1)))
     if vector_dim < 1:
         raise ValueError(f"MODEL.PARTS.VECTOR_DIM must be >= 1, got {vector_dim}")
     if mode not in HEAD_MODES:

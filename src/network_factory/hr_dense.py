@@ -17,7 +17,7 @@ from src.architecture.hr.spec import BlockSpec, HRDenseGenotype
 from src.architecture.hr.supernet import HRSupernet, block_from_spec, fill_gates
 from src.architecture.model_interface import ModelInterface
 from src.network_factory.backbones import register_backbone
-from src.network_factory.heads import upsample_concat
+from src.network_factory.heads import init_heatmap_layer, upsample_concat
 from src.network_factory.registry import register_model
 
 
@@ -48,9 +48,7 @@ class HRDensePose(ModelInterface, nn.Module):
     def __init__(self, backbone: HRSupernet, num_joints: int, head: InvertedResidual):
         super().__init__()
         self.backbone, self.head = backbone, head
-        self.final = nn.Conv2d(head.oup, num_joints, 1)
-        nn.init.normal_(self.final.weight, std=0.001)
-        nn.init.zeros_(self.final.bias)
+        self.final = init_heatmap_layer(nn.Conv2d(head.oup, num_joints, 1))
 
     @classmethod
     def build(cls, backbone: HRSupernet, num_joints: int, last_channel: int, kernel_sizes, expand_ratio: float,

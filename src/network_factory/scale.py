@@ -20,6 +20,7 @@ from src.architecture.scale.section import ScaleGenotype, ScaleHead
 from src.architecture.scale.space import ScaleSpaceSpec
 from src.architecture.scale.supernet import ScaleSupernet
 from src.network_factory.backbones import register_backbone
+from src.network_factory.heads import init_heatmap_layer
 from src.network_factory.registry import register_model
 from src.network_factory.seg import DenseSegHead
 
@@ -42,9 +43,8 @@ class ScaleNet(ModelInterface, nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = DenseSegHead(backbone.out_channels, head_channels, outputs)
-        if heatmaps:  # HRNet's pose head init: near-zero heatmaps at the start
-            nn.init.normal_(self.head.classifier.weight, std=0.001)
-            nn.init.zeros_(self.head.classifier.bias)
+        if heatmaps:
+            init_heatmap_layer(self.head.classifier)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
