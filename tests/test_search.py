@@ -170,6 +170,33 @@ def test_finite_difference_hypergradient_matches_exact(optimizer):
     assert (implicit_fd - implicit_exact).norm() <= 0.05 * implicit_exact.norm()
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_forward_mode_hypergradient_equals_exact(optimizer):
+    """Reverse-over-forward and double backward are two exact routes to one number (float64, real fabric,
+    ReLU and train-mode BN): they agree to rounding."""
+    model = make_model(dtype=torch.float64, parts=3, joints=17)
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.normal_()
+    cfg = make_cfg("second_order_gradient", optimizer)
+    cfg.TRAIN.LR = 0.5 if optimizer == "sgd" else 0.05
+    strategy = build_strategy(cfg, model, pose_mse)
+    batch = lambda seed: make_batch(seed, dtype=torch.float64, joints=17)  # noqa: E731
+    for i in range(3):
+        strategy.weight_step(batch(10 + i))
+    wb, ab = batch(1), batch(2)
+    model.train()
+    weights = snapshot(model, "weights")
+    got = {}
+    for mode in ("forward_mode", "exact"):
+        hyper = compute_hypergradient(model, pose_mse, strategy.weight_optimizer, wb, ab, mode)
+        got[mode] = torch.cat([g.flatten() for g in hyper.arch_grads])
+        assert same(snapshot(model, "weights"), weights)
+    implicit = got["exact"] - _direct_arch_grad(model, strategy.weight_optimizer, wb, ab)
+    assert implicit.norm() >= 0.1 * got["exact"].norm()  # the Hessian-vector product is a sizeable part
+    torch.testing.assert_close(got["forward_mode"], got["exact"], rtol=1e-9, atol=1e-12)
+
+
 # ---------------------------------------------------------------- bit-identical steps
 def test_first_order_arch_step_leaves_weights_and_buffers_bit_identical():
     model = make_model()
@@ -185,7 +212,8 @@ def test_first_order_arch_step_leaves_weights_and_buffers_bit_identical():
     assert stats["arch_grad_norm"] > 0 and all(p.grad is None for p in model.arch_parameters())
 
 
-def test_second_order_arch_part_leaves_weights_bit_identical():
+@pytest.mark.parametrize("mode", hypergradient.MODES)
+def test_second_order_arch_part_leaves_weights_bit_identical(mode):
     """compute_hypergradient writes no weight; BN stats change only by the (training) weight-batch forward."""
     model = make_model()
     strategy = build_strategy(make_cfg("second_order_gradient", "sgd"), model, pose_mse)
@@ -194,7 +222,7 @@ def test_second_order_arch_part_leaves_weights_bit_identical():
     reference(make_batch(1)["image"])
     model.train()
     weights = snapshot(model, "weights")
-    compute_hypergradient(model, pose_mse, strategy.weight_optimizer, make_batch(1), make_batch(2))
+    compute_hypergradient(model, pose_mse, strategy.weight_optimizer, make_batch(1), make_batch(2), mode)
     assert same(snapshot(model, "weights"), weights)
     assert same(dict(model.named_buffers()), dict(reference.named_buffers()))
 

@@ -8,9 +8,12 @@ hypergradient is
     d/dalpha L_a(w', alpha) = grad_alpha L_a(w', alpha) + (dg/dalpha)^T z,   z = (dw'/dg)^T grad_w' L_a(w', alpha)
 
 (for plain SGD z = -lr * grad_w' L_a, DARTS' form; for Adam dw'/dg is the diagonal of its update rule).
-Only weights are unrolled, never alpha/beta. Both modes compute z by a VJP through the virtual step and
+Only weights are unrolled, never alpha/beta. All modes compute z by a VJP through the virtual step and
 differ in the Hessian-vector product (dg/dalpha)^T z = grad_alpha <g, z>:
-- `exact` (default): a double backward through the weight-batch graph (g is computed with `create_graph`).
+- `forward_mode` (default): reverse-over-forward AD (src/search/forward_hvp.py): one forward with dual weights
+  (w, z) gives <g, z> as the loss's tangent, one backward of it gives the product. Exact, and cheaper than
+  `exact` because no graph of the weight-batch backward is built; g itself comes from a plain backward.
+- `exact`: a double backward through the weight-batch graph (g is computed with `create_graph`).
   Fabric depthwise convolutions use `DepthwiseConv2d` (src/architecture/fabric/depthwise.py), whose backward is
   cheap to differentiate; PyTorch's own grouped-conv double backward loops over channels.
 - `finite_difference` (DARTS): [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = FD_EPS / ||z||
@@ -22,11 +25,11 @@ from before this iteration's arch update).
 
 Accuracy and cost (measured numbers in the README, `bench/search_step.py` prints both): on ReLU networks
 the central difference straddles activation kinks and float32 rounds off the difference, so it does not
-converge as FD_EPS shrinks; `exact` is exact up to rounding and costs more than `finite_difference`.
+converge as FD_EPS shrinks; `forward_mode` and `exact` are exact up to rounding and agree with each other.
 
 Under torch.distributed (`reduce` = all_reduce_mean_), g, (grad_alpha, grad_w') and the Hessian-vector
 product are averaged, so every rank perturbs by the same R z and the step equals a large-batch step
-(the exact mode differentiates its own rank's g and averages the Hessian-vector products).
+(the exact modes differentiate their own rank's g or tangent and average the Hessian-vector products).
 """
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -35,9 +38,10 @@ import torch
 from torch.func import functional_call
 
 from src.search.base import check_finite, preserved_buffers
+from src.search.forward_hvp import forward_mode_hvp
 from src.utils.distributed import all_reduce_mean_
 
-MODES = ("exact", "finite_difference")
+MODES = ("exact", "forward_mode", "finite_difference")
 
 
 @dataclass
@@ -116,7 +120,7 @@ def _clip_coef(grads: Sequence[torch.Tensor], max_norm: float):
 
 
 def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
-                          mode: str = "exact", fd_eps: float = 0.01, grad_clip: float = 0.0,
+                          mode: str = "forward_mode", fd_eps: float = 0.01, grad_clip: float = 0.0,
                           reduce: Callable = all_reduce_mean_) -> Hypergradient:
     """The hypergradient and the reusable weight gradient; `core` is the unwrapped model in train mode.
 
@@ -153,6 +157,9 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
              for gl, zi in zip(g_leaf, torch.autograd.grad(stepped, g_leaf, v, allow_unused=True))]
         if exact:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
             hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
+        elif mode == "forward_mode":
+            hvp = forward_mode_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
+                                   [names[i] for i in used], z)
         else:
             hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
                                          [names[i] for i in used], z, fd_eps)

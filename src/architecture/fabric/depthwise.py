@@ -8,12 +8,14 @@ backward is requested (`create_graph=True`), differentiable pieces instead: the 
 grouped transposed convolution (one kernel call), the weight gradient k*k shifted products of input and
 output gradient. Double backward then costs a few kernel calls per layer, not one per channel.
 Without any gradient to record (no_grad, eval, ONNX export) the forward is a plain grouped `F.conv2d`, the
-same kernel call the Function makes: exporters see an ordinary convolution.
+same kernel call the Function makes: exporters see an ordinary convolution. So is a forward with dual
+(forward-AD) tensors, which the Function has no rule for (SEARCH.HESSIAN forward_mode, src/search/forward_hvp.py).
 """
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 
 
@@ -34,6 +36,10 @@ def _weight_grad(x: Tensor, gy: Tensor, kernel, stride, padding, dilation) -> Te
             xs = xp[:, :, r:r + stride[0] * (ho - 1) + 1:stride[0], c:c + stride[1] * (wo - 1) + 1:stride[1]]
             taps.append((xs * gy).sum(dim=(0, 2, 3)))
     return torch.stack(taps, dim=1).reshape(x.shape[1], 1, kernel[0], kernel[1])
+
+
+def _dual(*tensors) -> bool:
+    return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
 
 class _DepthwiseConv(torch.autograd.Function):
@@ -66,6 +72,6 @@ class DepthwiseConv2d(nn.Conv2d):
                          groups=channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) and not _dual(x, self.weight):
             return _DepthwiseConv.apply(x, self.weight, self.stride, self.padding, self.dilation)
         return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
