@@ -18,7 +18,7 @@ differ in the Hessian-vector product (dg/dalpha)^T z = grad_alpha <g, z>:
   cheap to differentiate; PyTorch's own grouped-conv double backward loops over channels.
 - `finite_difference` (DARTS): [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = FD_EPS / ||z||
   (the perturbation R z has norm FD_EPS); the perturbed passes ask autograd for alpha gradients only.
-Every forward at w', w+Rz, w-Rz is a `torch.func.functional_call` on new tensors: no module weight is
+Every forward at w', (w, z), w+Rz, w-Rz is a `torch.func.functional_call` on new tensors: no module weight is
 ever written, and buffers are restored (`preserved_buffers`). g at the current (w, alpha) is computed once;
 it drives the virtual step and is returned for the real weight step (which therefore sees the arch values
 from before this iteration's arch update).
@@ -130,16 +130,16 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     """
     if mode not in MODES:
         raise ValueError(f"unknown SEARCH.HESSIAN '{mode}' ({', '.join(MODES)})")
-    exact = mode == "exact"
+    double_backward = mode == "exact"
     named = [(n, p) for n, p in core.named_weight_parameters() if p.requires_grad]
     names, weights = [n for n, _ in named], [p for _, p in named]
     alphas = core.arch_parameters()
 
     weight_loss = _loss(core, criterion, weight_batch)
     check_finite(weight_loss, "training loss")
-    g = torch.autograd.grad(weight_loss, weights, allow_unused=True, create_graph=exact)
+    g = torch.autograd.grad(weight_loss, weights, allow_unused=True, create_graph=double_backward)
     used = [i for i, gi in enumerate(g) if gi is not None]
-    g_mean = reduce([g[i].detach().clone() if exact else g[i] for i in used])  # exact: keep g's graph intact
+    g_mean = reduce([g[i].detach().clone() if double_backward else g[i] for i in used])  # keep g's graph intact
     coef = _clip_coef(g_mean, grad_clip)
 
     with preserved_buffers(core):
@@ -155,7 +155,7 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
         direct, v = grads[:len(alphas)], grads[len(alphas):]
         z = [zi if zi is not None else torch.zeros_like(gl)
              for gl, zi in zip(g_leaf, torch.autograd.grad(stepped, g_leaf, v, allow_unused=True))]
-        if exact:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
+        if double_backward:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
             hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
         elif mode == "forward_mode":
             hvp = forward_mode_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
