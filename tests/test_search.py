@@ -138,9 +138,9 @@ def _direct_arch_grad(model, optimizer, weight_batch, arch_batch):
     return torch.cat([x.flatten() for x in torch.autograd.grad(pose_mse(out, arch_batch), model.arch_parameters())])
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_finite_difference_hypergradient_matches_exact(optimizer):
-    """On the real fabric (MobileNet-V2 x0.25 + 3 part CNFs), in float64 so the comparison is meaningful."""
+def _hypergradients(optimizer, modes):
+    """Each mode's hypergradient and the direct term, on the real fabric (MobileNet-V2 x0.25 + 3 part CNFs) in
+    float64 so comparisons are meaningful, after 3 weight steps (optimizer state the unroll must use)."""
     model = make_model(dtype=torch.float64, parts=3, joints=17)
     with torch.no_grad():
         for p in model.arch_parameters():
@@ -149,17 +149,22 @@ def test_finite_difference_hypergradient_matches_exact(optimizer):
     cfg.TRAIN.LR = 0.5 if optimizer == "sgd" else 0.05  # a large step makes the implicit term large
     strategy = build_strategy(cfg, model, pose_mse)
     batch = lambda seed: make_batch(seed, dtype=torch.float64, joints=17)  # noqa: E731
-    for i in range(3):  # optimizer state (momentum buffers, Adam moments) that the unroll must use
+    for i in range(3):
         strategy.weight_step(batch(10 + i))
     wb, ab = batch(1), batch(2)
     model.train()
     weights = snapshot(model, "weights")
     result = {}
-    for mode in ("finite_difference", "exact"):
+    for mode in modes:
         hyper = compute_hypergradient(model, pose_mse, strategy.weight_optimizer, wb, ab, mode, cfg.SEARCH.FD_EPS)
         result[mode] = torch.cat([g.flatten() for g in hyper.arch_grads])
         assert same(snapshot(model, "weights"), weights)
-    direct = _direct_arch_grad(model, strategy.weight_optimizer, wb, ab)
+    return result, _direct_arch_grad(model, strategy.weight_optimizer, wb, ab)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_finite_difference_hypergradient_matches_exact(optimizer):
+    result, direct = _hypergradients(optimizer, ("finite_difference", "exact"))
     fd, exact = result["finite_difference"], result["exact"]
     assert F.cosine_similarity(fd, exact, dim=0) >= 0.99
     assert (fd - exact).norm() <= 0.05 * exact.norm()
@@ -172,29 +177,11 @@ def test_finite_difference_hypergradient_matches_exact(optimizer):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_forward_mode_hypergradient_equals_exact(optimizer):
-    """Reverse-over-forward and double backward are two exact routes to one number (float64, real fabric,
-    ReLU and train-mode BN): they agree to rounding."""
-    model = make_model(dtype=torch.float64, parts=3, joints=17)
-    with torch.no_grad():
-        for p in model.arch_parameters():
-            p.normal_()
-    cfg = make_cfg("second_order_gradient", optimizer)
-    cfg.TRAIN.LR = 0.5 if optimizer == "sgd" else 0.05
-    strategy = build_strategy(cfg, model, pose_mse)
-    batch = lambda seed: make_batch(seed, dtype=torch.float64, joints=17)  # noqa: E731
-    for i in range(3):
-        strategy.weight_step(batch(10 + i))
-    wb, ab = batch(1), batch(2)
-    model.train()
-    weights = snapshot(model, "weights")
-    got = {}
-    for mode in ("forward_mode", "exact"):
-        hyper = compute_hypergradient(model, pose_mse, strategy.weight_optimizer, wb, ab, mode)
-        got[mode] = torch.cat([g.flatten() for g in hyper.arch_grads])
-        assert same(snapshot(model, "weights"), weights)
-    implicit = got["exact"] - _direct_arch_grad(model, strategy.weight_optimizer, wb, ab)
-    assert implicit.norm() >= 0.1 * got["exact"].norm()  # the Hessian-vector product is a sizeable part
-    torch.testing.assert_close(got["forward_mode"], got["exact"], rtol=1e-9, atol=1e-12)
+    """Reverse-over-forward and double backward are two exact routes to one number (ReLU and train-mode BN
+    included): they agree to rounding."""
+    result, direct = _hypergradients(optimizer, ("forward_mode", "exact"))
+    assert (result["exact"] - direct).norm() >= 0.1 * direct.norm()  # the product is a sizeable part
+    torch.testing.assert_close(result["forward_mode"], result["exact"], rtol=1e-9, atol=1e-12)
 
 
 # ---------------------------------------------------------------- bit-identical steps
