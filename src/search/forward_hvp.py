@@ -1,7 +1,8 @@
 """The second-order Hessian-vector product grad_alpha <grad_w L(w, alpha), z> by reverse-over-forward AD.
 
 One forward pass carries dual weights (w, tangent z) with `torch.autograd.forward_ad`; the loss's tangent is
-<grad_w L, z>, a function of alpha recorded by ordinary autograd, and one backward of it gives the product.
+<grad_w L, z>, a function of alpha recorded by ordinary autograd (`tangent_loss`), and one backward of it gives
+the product.
 No graph of the backward pass is built, unlike the double backward of SEARCH.HESSIAN `exact`.
 
 PyTorch's forward-AD rules of batch norm and layer norm (training mode) give the right tangent, but the
@@ -10,8 +11,6 @@ softmax, log-softmax and cross entropy modify a saved tensor in place, so their 
 differentiated at all. Inside `CompositeNormalisations` they run as compositions of elementary ops instead,
 whose rules are exact. Running statistics are not updated there; callers wrap the pass in `preserved_buffers`.
 """
-from typing import List
-
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
@@ -86,14 +85,12 @@ class CompositeNormalisations(TorchFunctionMode):
         return _COMPOSITES.get(func, func)(*args, **(kwargs or {}))
 
 
-def forward_mode_hvp(core, criterion, batch, weights: dict, z_names, z) -> List[torch.Tensor]:
-    """grad_alpha <grad_w L(w, alpha), z> for the arch parameters of `core` (zeros where unused)."""
-    alphas = core.arch_parameters()
+def tangent_loss(core, criterion, batch, weights: dict, z_names, z) -> torch.Tensor:
+    """<grad_w L(w, alpha), z> as a function of the arch parameters of `core` (its backward is the product)."""
     with fwAD.dual_level(), CompositeNormalisations():
         params = {n: w.detach() for n, w in weights.items()}
         params.update((n, fwAD.make_dual(weights[n].detach(), zi)) for n, zi in zip(z_names, z))
         tangent = fwAD.unpack_dual(criterion(functional_call(core, params, (batch["image"],)), batch)).tangent
-    if tangent is None or not tangent.requires_grad:
-        return [torch.zeros_like(a) for a in alphas]
-    grads = torch.autograd.grad(tangent, alphas, allow_unused=True)
-    return [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads)]
+    if tangent is None or not tangent.requires_grad:  # no path from z or from alpha to the loss: the product is 0
+        return torch.zeros((), requires_grad=True)
+    return tangent

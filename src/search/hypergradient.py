@@ -38,7 +38,7 @@ import torch
 from torch.func import functional_call
 
 from src.search.base import check_finite, preserved_buffers
-from src.search.forward_hvp import forward_mode_hvp
+from src.search.forward_hvp import tangent_loss
 from src.utils.distributed import all_reduce_mean_
 
 MODES = ("exact", "forward_mode", "finite_difference")
@@ -158,8 +158,8 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
         if double_backward:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
             hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
         elif mode == "forward_mode":
-            hvp = forward_mode_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
-                                   [names[i] for i in used], z)
+            hvp = _grads_or_zeros(tangent_loss(core, criterion, weight_batch, dict(zip(names, weights)),
+                                               [names[i] for i in used], z), alphas)
         else:
             hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
                                          [names[i] for i in used], z, fd_eps)
