@@ -41,17 +41,21 @@ def _scale_shift(centred, inv_std, weight, bias, shape):
     return y if bias is None else y + bias.reshape(shape)
 
 
+def _shifted(x, dim, dtype):
+    """x - max(x) along `dim` (the max held constant: (log-)softmax does not depend on it)."""
+    if dim is None:
+        raise NotImplementedError("SEARCH.HESSIAN forward_mode: softmax without an explicit dim")
+    x = x if dtype is None else x.to(dtype)
+    return x - x.detach().amax(dim, keepdim=True)
+
+
 def _softmax(x, dim=None, *_, dtype=None, **__):
-    if dtype is not None:
-        x = x.to(dtype)
-    e = (x - x.detach().amax(dim, keepdim=True)).exp()
+    e = _shifted(x, dim, dtype).exp()
     return e / e.sum(dim, keepdim=True)
 
 
 def _log_softmax(x, dim=None, *_, dtype=None, **__):
-    if dtype is not None:
-        x = x.to(dtype)
-    shifted = x - x.detach().amax(dim, keepdim=True)
+    shifted = _shifted(x, dim, dtype)
     return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
 
