@@ -1,6 +1,6 @@
-"""CompositeNormalisations (src/search/forward_hvp.py): batch norm, layer norm and softmax built from elementary
-ops give the native outputs, and their forward-AD tangents are correctly differentiable by backward AD (the
-property the forward_mode Hessian-vector product relies on), checked against finite differences."""
+"""CompositeNormalisations (src/search/forward_hvp.py): batch norm, layer norm, (log-)softmax and cross entropy
+built from elementary ops give the native outputs, and their forward-AD tangents are correctly differentiable by
+backward AD (the property the forward_mode Hessian-vector product relies on), checked against finite differences."""
 import pytest
 import torch
 import torch.autograd.forward_ad as fwAD

@@ -2,8 +2,7 @@
 
 One forward pass carries dual weights (w, tangent z) with `torch.autograd.forward_ad`; the loss's tangent is
 <grad_w L, z>, a function of alpha recorded by ordinary autograd (`tangent_loss`), and one backward of it gives
-the product.
-No graph of the backward pass is built, unlike the double backward of SEARCH.HESSIAN `exact`.
+the product. No graph of the backward pass is built, unlike the double backward of SEARCH.HESSIAN `exact`.
 
 PyTorch's forward-AD rules of batch norm and layer norm (training mode) give the right tangent, but the
 backward of that tangent is wrong: the native rules fail a gradcheck of the tangent (torch 2.14); those of

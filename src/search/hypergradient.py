@@ -155,14 +155,13 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
         direct, v = grads[:len(alphas)], grads[len(alphas):]
         z = [zi if zi is not None else torch.zeros_like(gl)
              for gl, zi in zip(g_leaf, torch.autograd.grad(stepped, g_leaf, v, allow_unused=True))]
+        z_names = [names[i] for i in used]
         if double_backward:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
             hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
         elif mode == "forward_mode":
-            hvp = _grads_or_zeros(tangent_loss(core, criterion, weight_batch, dict(zip(names, weights)),
-                                               [names[i] for i in used], z), alphas)
+            hvp = _grads_or_zeros(tangent_loss(core, criterion, weight_batch, dict(named), z_names, z), alphas)
         else:
-            hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(zip(names, weights)),
-                                         [names[i] for i in used], z, fd_eps)
+            hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(named), z_names, z, fd_eps)
         arch_grads = [a + h for a, h in zip(direct, reduce(hvp))]
     weight_grads = [None] * len(g)
     for i, gi in zip(used, g_mean):

@@ -106,7 +106,7 @@ class FirstOrderStrategy(SearchStrategy):
 
 
 class SecondOrderStrategy(FirstOrderStrategy):
-    """DARTS unrolled step; SEARCH.HESSIAN = forward_mode or exact (both exact), or finite_difference (R = FD_EPS / ||z||)."""
+    """DARTS unrolled step; SEARCH.HESSIAN = forward_mode or exact (both exact) or finite_difference (DARTS)."""
 
     name = "second_order_gradient"
 
