@@ -3,14 +3,16 @@ CPU speed-up, and its time per FLOP against a plain conv block. Prints JSON.
 
     python bench/hr_block.py [--threads 2] [--batch 32] [--rounds 5] [--cfg configs/synthetic_hrnas_cpu.yaml]
 
-"before" is `InvertedResidual` in NCHW throughout (its `memory_format` switched back, `nchw` below), "after"
-the current one (channels_last). Both run on the same modules in one interleaved loop (the machine is shared
-and noisy: compare the ratios of one run, not absolute times across runs); each figure is the median over
-`--rounds` timed rounds after a warm-up. The plain conv block is the baseline CNN's BasicBlock (3x3 conv-BN-
+"before" is `InvertedResidual` as it ran before the CPU speed-ups: NCHW throughout (its `memory_format` switched
+back) and the native depthwise weight gradient for every kernel (no column strips, `DepthwiseConv2d`'s
+`STRIP` raised); "after" the current one (channels_last, strips). Both run on the same modules in one
+interleaved loop (the machine is shared and noisy: compare the ratios of one run, not absolute times across
+runs); each figure is the median over `--rounds` timed rounds after a warm-up. The plain conv block is the baseline CNN's BasicBlock (3x3 conv-BN-
 ReLU-3x3 conv-BN + identity) at the same width and map size, timed in its fastest layout (the one `conv_layout`
 names). FLOPs are FlopCounterMode counts of one forward of the batch.
 """
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from src.architecture.fabric import depthwise
 from src.architecture.hr.inverted_residual import InvertedResidual
 from src.config.loader import load_config
 from src.network_factory.baseline import BasicBlock
@@ -30,14 +33,17 @@ from src.network_factory.registry import build_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def nchw():
-    """The block as it ran before the speed-up: NCHW throughout."""
-    return mock.patch.object(InvertedResidual, "memory_format", torch.contiguous_format)
+@contextlib.contextmanager
+def as_before():
+    """The block as it ran before the speed-ups: NCHW throughout, native depthwise weight gradients."""
+    with mock.patch.object(InvertedResidual, "memory_format", torch.contiguous_format), \
+            mock.patch.object(depthwise, "STRIP", 10 ** 9):
+        yield
 
 
-def in_nchw(fn):
+def run_as_before(fn):
     def run(t):
-        with nchw():
+        with as_before():
             return fn(t)
     return run
 
@@ -109,7 +115,7 @@ def main(argv=None) -> int:
               "torch": torch.__version__, "blocks": []}
     for name, block, x in block_cases(cfg, args.batch):
         block.train()
-        before = in_nchw(block)
+        before = run_as_before(block)
         ref, new = before(x), block(x)
         diff = float((ref - new).abs().max())
         conv, conv_xs = conv_block_case(block.inp, x)
@@ -134,11 +140,11 @@ def main(argv=None) -> int:
         model = build_model(cfg).train()
         base_cfg = load_config(str(ROOT / "configs/synthetic_baseline.yaml"))
         baseline = build_model(base_cfg).train()
-        with nchw():
+        with as_before():
             ref = model(x)
             model_flops = flops_of(model, x)
         diff = float((ref - model(x)).abs().max())
-        t = timed({"before": (in_nchw(model), x), "after": (model, x), "baseline": (baseline, x)}, args.rounds)
+        t = timed({"before": (run_as_before(model), x), "after": (model, x), "baseline": (baseline, x)}, args.rounds)
         base_flops = flops_of(baseline, x)
         per_flop_base = t["baseline"] / base_flops
         result["model"] = {

@@ -17,3 +17,23 @@ def test_backward_and_double_backward_match_finite_differences(kernel, stride, d
     assert type(f(x, conv.weight).grad_fn).__name__ == "_DepthwiseConvBackward"
     assert torch.autograd.gradcheck(f, (x, conv.weight))
     assert torch.autograd.gradgradcheck(f, (x, conv.weight))
+
+
+@pytest.mark.parametrize("kernel,stride,dilation", [(5, 1, 1), (7, 1, 1), (7, 2, 1), (5, 2, 2), (9, 1, 1), (4, 1, 1)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size", [(11, 9), (2, 2), (1, 3)])
+def test_wide_kernel_weight_gradient_in_strips_equals_the_native_one(kernel, stride, dilation, memory_format, size):
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(6, kernel, stride=stride, dilation=dilation).double().to(memory_format=memory_format)
+    native = torch.nn.Conv2d(6, 6, kernel, stride, conv.padding, dilation, groups=6, bias=False).double()
+    native.weight.data.copy_(conv.weight.data)
+    x = torch.randn(3, 6, *size, dtype=torch.double).contiguous(memory_format=memory_format)
+    grads = []
+    for m in (conv, native):
+        inp = x.clone().requires_grad_()
+        out = m(inp)
+        assert out.shape == native(x).shape
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=torch.double).view(out.shape))
+        grads.append((m.weight.grad, inp.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-12)

@@ -7,6 +7,9 @@ same forward kernel) whose backward uses the native kernel for a plain backward,
 backward is requested (`create_graph=True`), differentiable pieces instead: the input gradient is a
 grouped transposed convolution (one kernel call), the weight gradient k*k shifted products of input and
 output gradient. Double backward then costs a few kernel calls per layer, not one per channel.
+On CPU the plain backward's weight gradient of a kernel wider than 3 is taken in column strips of width
+<= 3 (`_strip_weight_grad`): oneDNN's depthwise weight gradient is fast for such kernels and many times slower
+per FLOP for wider ones (bench/hr_block.py, README "Speed").
 Without any gradient to record (no_grad, eval, ONNX export) the forward is a plain grouped `F.conv2d`, the
 same kernel call the Function makes: exporters see an ordinary convolution. So is a forward with dual
 (forward-AD) tensors, which the Function has no rule for (SEARCH.HESSIAN forward_mode, src/search/forward_hvp.py).
@@ -38,6 +41,33 @@ def _weight_grad(x: Tensor, gy: Tensor, kernel, stride, padding, dilation) -> Te
     return torch.stack(taps, dim=1).reshape(x.shape[1], 1, kernel[0], kernel[1])
 
 
+STRIP = 3  # widest kernel whose CPU depthwise weight gradient oneDNN computes fast
+
+
+def _strip_weight_grad(gy: Tensor, x: Tensor, weight: Tensor, stride, padding, dilation) -> Tensor:
+    """The weight gradient of a depthwise convolution as native gradients of its column strips: taps
+    [j, j + STRIP) of the kernel see the padded input from column j * dilation on, so each strip is a
+    padding-free depthwise convolution of that part of the input (F.pad with negative amounts crops), made
+    contiguous in channels-last, where oneDNN is fast."""
+    kh, kw = weight.shape[-2:]
+    gy = gy.contiguous(memory_format=torch.channels_last)
+    (ho, wo), (h, w) = gy.shape[2:], x.shape[2:]
+    rows = (ho - 1) * stride[0] + (kh - 1) * dilation[0] + 1
+    strips = []
+    for j in range(0, kw, STRIP):
+        taps = weight[..., j:j + STRIP]
+        left = j * dilation[1] - padding[1]  # first input column the strip reads
+        cols = (wo - 1) * stride[1] + (taps.shape[-1] - 1) * dilation[1] + 1
+        if left >= w or left + cols <= 0:  # the strip sees only padding
+            strips.append(torch.zeros_like(taps))
+            continue
+        xs = F.pad(x, (-left, left + cols - w, padding[0], rows - padding[0] - h))
+        strips.append(torch.ops.aten.convolution_backward(
+            gy, xs.contiguous(memory_format=torch.channels_last), taps, None, stride, [0, 0], dilation, False,
+            [0, 0], weight.shape[0], [False, True, False])[1])
+    return torch.cat(strips, dim=3)
+
+
 def _dual(*tensors) -> bool:
     return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
@@ -54,10 +84,13 @@ class _DepthwiseConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.conf
         need_x, need_w = ctx.needs_input_grad[:2]
-        if not torch.is_grad_enabled():  # plain backward: the native kernel
+        if not torch.is_grad_enabled():  # plain backward: the native kernel (in strips for a wide one on CPU)
+            strips = need_w and x.device.type == "cpu" and weight.shape[-1] > STRIP
             gx, gw, _ = torch.ops.aten.convolution_backward(
                 gy, x, weight, None, stride, padding, dilation, False, [0, 0], weight.shape[0],
-                [need_x, need_w, False])
+                [need_x, need_w and not strips, False])
+            if strips:
+                gw = _strip_weight_grad(gy, x, weight, stride, padding, dilation)
             return gx, gw, None, None, None
         gx = _input_grad(gy, weight, x.shape, stride, padding, dilation) if need_x else None
         gw = _weight_grad(x, gy, weight.shape[-2:], stride, padding, dilation) if need_w else None

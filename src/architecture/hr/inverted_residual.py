@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from src.architecture.fabric.depthwise import DepthwiseConv2d
 from src.architecture.hr.hrt_block import HRTBlock
 from src.architecture.hr.transformer import TokenTransformer
 
@@ -33,7 +34,7 @@ class KernelPath(nn.Module):
         self.kernel_size = kernel_size
         self.expand = nn.Conv2d(inp, hidden, 1, bias=False)
         self.expand_bn = nn.BatchNorm2d(hidden)
-        self.dw = nn.Conv2d(hidden, hidden, kernel_size, stride, kernel_size // 2, groups=hidden, bias=False)
+        self.dw = DepthwiseConv2d(hidden, kernel_size, stride)
         self.dw_bn = nn.BatchNorm2d(hidden)
         self.project = nn.Conv2d(hidden, oup, 1, bias=False)
 
