@@ -1,5 +1,6 @@
 """tools/ticket_controls.py: the controls have the ticket's layer-wise densities, the re-init control starts from
-another init than the ticket, and runs on one --out (one per sparsity) keep each other's results."""
+another init than the ticket, runs on one --out (one per sparsity) keep each other's results, and sparsity 0 runs
+the ticket's two runs without controls."""
 import json
 
 import torch
@@ -37,6 +38,10 @@ def test_controls_keep_densities_and_reinit_from_another_init(tiny_synthetic, tm
     assert results["pretrain"]["ckpt"] == pretrain_ckpt
     table = (out / "table.md").read_text()
     assert "| 90% |" in table
+    assert main([*args, "--sparsity", "0"]) == 0  # the dense pipeline row: no mask, no controls
+    zero = json.loads((out / "results.json").read_text())
+    assert {k for k in zero if k.startswith("s0/")} == {"s0/ticket_search", "s0/ticket"}
+    assert "| 0% |" in (out / "table.md").read_text()
 
     ticket, rand, reinit = (_model(opts, results[f"s0.9/{k}"]["ckpt"]) for k in ("ticket", "random_mask", "reinit"))
     dens = layer_densities(prunable_modules(ticket))

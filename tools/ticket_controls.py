@@ -11,6 +11,9 @@
    (c) the ticket's mask on re-initialised weights (seed SEED + 1);
    (d) the dense network: the pre-trained weights trained for prune + retrain epochs without masks (the
    same number of epochs as the ticket had), shared by every sparsity.
+   `--sparsity 0` runs the ticket's two runs at density 1 (no mask, hence no controls): the cost of splitting
+   the epochs into a pruning run and a retrain run (each with its own schedule and optimizer state) for a
+   dense network, apart from any pruning.
 Every run ends with an evaluation (no flip test). Writes `results.json` (finished runs are skipped on a
 rerun; runs started separately on one --out, e.g. one per --sparsity once `dense` exists, keep each other's
 entries) and `table.md` into `--out`. Epochs are counted, never minutes.
@@ -114,6 +117,8 @@ def main(argv=None) -> int:
             return layer_densities(prunable_modules(model))
 
         once(f"{tag}/ticket", lambda: run(args, f"{tag}/ticket", args.retrain_epochs, with_ticket()))
+        if s == 0:  # no mask to control: the row shows what the prune + retrain runs cost a dense network
+            continue
         once(f"{tag}/random_mask", lambda: run(
             args, f"{tag}/random_mask", args.retrain_epochs,
             with_ticket(change=lambda m: random_masks_like(prunable_modules(m), seed=1))))
@@ -132,8 +137,9 @@ def table(args, results) -> str:
     dense = results["dense"]["score"]
     for s in args.sparsity:
         tag = f"s{s:g}"
-        a, b, c = (results[f"{tag}/{k}"]["score"] for k in ("ticket", "random_mask", "reinit"))
-        lines.append(f"| {s:.0%} | {a:.4f} | {b:.4f} | {c:.4f} | {dense:.4f} | {a - b:+.4f} | {a - dense:+.4f} |")
+        a, b, c = (results.get(f"{tag}/{k}", {}).get("score") for k in ("ticket", "random_mask", "reinit"))
+        b_, c_, ab = ("-", "-", "-") if s == 0 else (f"{b:.4f}", f"{c:.4f}", f"{a - b:+.4f}")
+        lines.append(f"| {s:.0%} | {a:.4f} | {b_} | {c_} | {dense:.4f} | {ab} | {a - dense:+.4f} |")
     return "\n".join(lines) + "\n"
 
 
