@@ -42,6 +42,10 @@ def test_controls_keep_densities_and_reinit_from_another_init(tiny_synthetic, tm
     zero = json.loads((out / "results.json").read_text())
     assert {k for k in zero if k.startswith("s0/")} == {"s0/ticket_search", "s0/ticket"}
     assert "| 0% |" in (out / "table.md").read_text()
+    assert main([*args, "--sparsity", "0.5", "--method", "lamp"]) == 0  # beside magnitude's, same dense run
+    lamp = json.loads((out / "results.json").read_text())
+    assert {"lamp/s0.5/ticket", "lamp/s0.5/random_mask", "s0.5/ticket"} <= set(lamp)
+    assert lamp["dense"] == results["dense"] and "| 50% (lamp) |" in (out / "table.md").read_text()
 
     ticket, rand, reinit = (_model(opts, results[f"s0.9/{k}"]["ckpt"]) for k in ("ticket", "random_mask", "reinit"))
     dens = layer_densities(prunable_modules(ticket))

@@ -17,7 +17,7 @@ from src.search.tickets.masks import masks_of, prunable_modules, set_mask, weigh
 from src.search.tickets.pruner import global_prune
 from src.search.tickets.report import ticket_report
 from src.search.tickets.schedule import DensitySchedule
-from src.search.tickets.scores import ScoreContext, magnitude_scores, score_fn
+from src.search.tickets.scores import ScoreContext, lamp_scores, magnitude_scores, score_fn
 from src.search.tickets.ticket_pruner import TicketPruner
 from src.utils.state_dict import read_checkpoint
 from tests.conftest import ROOT, tiny_train_opts, train_on_two_gloo_ranks
@@ -47,7 +47,7 @@ def density(model):
     return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
 
 
-@pytest.mark.parametrize("method", ["magnitude", "random", "snip", "synflow"])
+@pytest.mark.parametrize("method", ["magnitude", "lamp", "random", "snip", "synflow"])
 @pytest.mark.parametrize("d", [0.5, 0.137, 1.0])
 def test_global_threshold_leaves_exactly_the_target_density(method, d):
     model = net()
@@ -65,6 +65,23 @@ def test_global_threshold_leaves_exactly_the_target_density(method, d):
     assert all(b.endswith("_mask") for b, _ in model.named_buffers())  # arch / BN untouched
     for _, m in mods:  # the effective weight is zero where masked
         assert torch.equal(m.weight[~m.weight_mask.bool()], torch.zeros_like(m.weight[~m.weight_mask.bool()]))
+
+
+def test_lamp_scores_rank_within_the_layer_and_never_empty_one():
+    layer = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -3.0, 2.0, 0.5]]))
+    (score,) = lamp_scores([("l", layer)], ScoreContext(layer))
+    sq = torch.tensor([1.0, 9.0, 4.0, 0.25])  # w^2 / sum of w^2 at least as large
+    torch.testing.assert_close(score[0], sq / torch.tensor([14.0, 9.0, 13.0, 14.25]))
+    model = net()
+    with torch.no_grad():
+        model[2].weight.mul_(1e-3)  # a layer of tiny weights: global magnitude empties it, LAMP keeps some
+    mods = prunable_modules(model)
+    global_prune(mods, magnitude_scores(mods, ScoreContext(model)), 0.05, reactivate=False)
+    assert int(model[2].weight_mask.sum()) == 0
+    global_prune(mods, lamp_scores(mods, ScoreContext(model)), 0.05, reactivate=True)
+    assert all(int(m.weight_mask.sum()) >= 1 for _, m in mods)
 
 
 def test_schedule_reaches_the_target_at_the_documented_epoch(tiny_synthetic, tmp_path):

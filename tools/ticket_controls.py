@@ -4,8 +4,9 @@
         --pretrain-epochs 3 --prune-epochs 2 --retrain-epochs 2 --out output/ticket_controls [KEY VALUE ...]
 
 1. dense pre-training (`--pretrain-epochs`, SLIM and TICKET off), shared by every sparsity;
-2. per sparsity s: gradual global magnitude pruning from those weights to density 1 - s (cubic schedule, one
-   step per epoch, `--prune-epochs` steps): the ticket (weights + masks);
+2. per sparsity s: gradual global pruning (`--method`: magnitude, or LAMP's layer-adaptive magnitude) from
+   those weights to density 1 - s (cubic schedule, one step per epoch, `--prune-epochs` steps): the ticket
+   (weights + masks);
 3. one retrain recipe (`--retrain-epochs`, the config's optimizer and LR, masks fixed) for
    (a) the ticket, (b) a random mask with the ticket's layer-wise densities on the ticket's weights,
    (c) the ticket's mask on re-initialised weights (seed SEED + 1);
@@ -45,6 +46,9 @@ def parse(argv):
     p.add_argument("--pretrain-epochs", type=int, default=3)
     p.add_argument("--prune-epochs", type=int, default=2)
     p.add_argument("--retrain-epochs", type=int, default=2)
+    p.add_argument("--method", default="magnitude", choices=["magnitude", "lamp"],
+                   help="scores of the gradual pruning (TICKET.METHOD); results of another method than magnitude "
+                        "are kept under METHOD/ in --out, beside the shared pretrain and dense runs")
     args, opts = p.parse_known_args(argv)
     for s in args.sparsity:
         check_density(1 - s, "1 - --sparsity")
@@ -87,10 +91,10 @@ def main(argv=None) -> int:
     pre = once("pretrain", lambda: run(args, "pretrain", args.pretrain_epochs))
     once("dense", lambda: run(args, "dense", args.prune_epochs + args.retrain_epochs, loader(pre["ckpt"])))
     for s in args.sparsity:
-        tag = f"s{s:g}"
+        tag = sparsity_tag(args, s)
         ticket = once(f"{tag}/ticket_search", lambda: run(
             args, f"{tag}/ticket_search", args.prune_epochs, loader(pre["ckpt"]), **{
-                "TICKET.METHOD": "magnitude", "TICKET.SCHEDULE": "cubic", "TICKET.TARGET_DENSITY": 1 - s,
+                "TICKET.METHOD": args.method, "TICKET.SCHEDULE": "cubic", "TICKET.TARGET_DENSITY": 1 - s,
                 "TICKET.INTERVAL": 1, "TICKET.STEPS": args.prune_epochs}))
 
         def with_ticket(change=None, reinit_seed=None):
@@ -129,6 +133,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def sparsity_tag(args, s: float) -> str:
+    return f"s{s:g}" if args.method == "magnitude" else f"{args.method}/s{s:g}"
+
+
 def table(args, results) -> str:
     lines = [f"pretrain {args.pretrain_epochs} epochs (dense), prune {args.prune_epochs}, retrain "
              f"{args.retrain_epochs} (masks fixed); AP without flip test", "",
@@ -136,10 +144,11 @@ def table(args, results) -> str:
              "|---|---|---|---|---|---|---|"]
     dense = results["dense"]["score"]
     for s in args.sparsity:
-        tag = f"s{s:g}"
+        tag = sparsity_tag(args, s)
         a, b, c = (results.get(f"{tag}/{k}", {}).get("score") for k in ("ticket", "random_mask", "reinit"))
         b_, c_, ab = ("-", "-", "-") if s == 0 else (f"{b:.4f}", f"{c:.4f}", f"{a - b:+.4f}")
-        lines.append(f"| {s:.0%} | {a:.4f} | {b_} | {c_} | {dense:.4f} | {ab} | {a - dense:+.4f} |")
+        label = f"{s:.0%}" if args.method == "magnitude" else f"{s:.0%} ({args.method})"
+        lines.append(f"| {label} | {a:.4f} | {b_} | {c_} | {dense:.4f} | {ab} | {a - dense:+.4f} |")
     return "\n".join(lines) + "\n"
 
 

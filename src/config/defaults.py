@@ -195,7 +195,7 @@ _C.SLIM.RHO_GAIN = 0.05  # with TARGET_FLOPS: per update_rho, rho *= exp(RHO_GAI
 
 # ---------------------------------------------------------------- ticket (SuperTickets: weight pruning, src/search/tickets/)
 _C.TICKET = CN()
-_C.TICKET.METHOD = "none"  # weight scores: "none" (no pruning), "magnitude" (global L1, SuperTickets), "random", "snip" (|w * dL/dw|), "synflow" (|w * dR/dw|, data-free)
+_C.TICKET.METHOD = "none"  # weight scores: "none" (no pruning), "magnitude" (global L1, SuperTickets), "lamp" (layer-adaptive magnitude: |w| ranked within its layer, Lee et al. 2021), "random", "snip" (|w * dL/dw|), "synflow" (|w * dR/dw|, data-free)
 _C.TICKET.SCHEDULE = "cubic"  # "cubic" / "linear": a step after every INTERVAL epochs, density d_k = D + (1 - D)(1 - k/STEPS)^3 (cubic) or 1 - (1 - D) k/STEPS (linear) for the k-th step, D = TARGET_DENSITY reached at step STEPS (after STEPS x INTERVAL epochs), later steps re-rank at D; "oneshot": one step to D before the first training step
 _C.TICKET.TARGET_DENSITY = 0.1  # fraction of the prunable weights kept in the end, in (0, 1] (SuperTickets' target_ratio 0.9 = density 0.1)
 _C.TICKET.INTERVAL = 1  # epochs between gradual steps (SuperTickets: prune_interval)

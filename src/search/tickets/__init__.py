@@ -3,7 +3,7 @@
 | module             | holds                                                                            |
 |--------------------|----------------------------------------------------------------------------------|
 | `masks.py`         | prunable tensors (TICKET.INCLUDE / EXCLUDE), attaching / reading / folding masks |
-| `scores.py`        | weight scores: magnitude, random, snip, synflow (one interface)                  |
+| `scores.py`        | weight scores: magnitude, lamp, random, snip, synflow (one interface)            |
 | `schedule.py`      | the density schedule (cubic / linear / oneshot) and its formula                  |
 | `pruner.py`        | one global step with `torch.nn.utils.prune.global_unstructured`; random masks    |
 | `ticket_pruner.py` | the run's pruning state: steps, kept / rewound values, masks across shrinks      |

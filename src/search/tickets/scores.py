@@ -7,6 +7,11 @@ Every score is computed from the trained tensor (`weight_orig` when pruned), so 
 too (used only when TICKET.REACTIVATE lets them compete).
 
 - magnitude: |w| (global L1, SuperTickets' `Mag`);
+- lamp: layer-adaptive magnitude (Lee et al., ICLR 2021): w_u^2 / sum of w_v^2 over the weights v of the same
+  layer with |w_v| >= |w_u|. One global threshold on it gives every layer its own magnitude threshold, and the
+  largest weight of a layer scores 1, so no layer is emptied. Ranked on `weight_orig` like every score here
+  (pruned weights' kept values count in their layer's sums: a simplification of the paper, which ranks the
+  surviving weights after each step);
 - random: uniform noise from a generator seeded with (seed, step): the same on every rank and on resume;
 - snip: |w * dL/dw| on `ctx.batches` (Lee et al., ICLR 2019), the gradient of the dense network;
 - synflow: |w * dR/dw| with R = sum of the output of the network with |w| on an all-ones input, BN in eval
@@ -35,6 +40,18 @@ Modules = List[Tuple[str, nn.Module]]
 
 def magnitude_scores(modules: Modules, ctx: ScoreContext) -> List[Tensor]:
     return [weight_param(m).detach().abs() for _, m in modules]
+
+
+def lamp_scores(modules: Modules, ctx: ScoreContext) -> List[Tensor]:
+    out = []
+    for _, m in modules:
+        w = weight_param(m).detach()
+        sq, order = w.reshape(-1).square().sort()
+        tail = sq.flip(0).cumsum(0).flip(0)  # sum of the squares from this rank up
+        score = torch.empty_like(sq)
+        score[order] = sq / tail.clamp_min(torch.finfo(sq.dtype).tiny)
+        out.append(score.view_as(w))
+    return out
 
 
 def random_scores(modules: Modules, ctx: ScoreContext) -> List[Tensor]:
@@ -107,7 +124,7 @@ def synflow_scores(modules: Modules, ctx: ScoreContext) -> List[Tensor]:
     return scores
 
 
-SCORES = {"magnitude": magnitude_scores, "random": random_scores, "snip": snip_scores, "synflow": synflow_scores}
+SCORES = {"magnitude": magnitude_scores, "lamp": lamp_scores, "random": random_scores, "snip": snip_scores, "synflow": synflow_scores}
 
 
 def score_fn(method: str) -> Callable[[Modules, ScoreContext], List[Tensor]]:
