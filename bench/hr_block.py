@@ -5,7 +5,8 @@ CPU speed-up, and its time per FLOP against a plain conv block. Prints JSON.
 
 "before" is `InvertedResidual` as it ran before the CPU speed-ups: NCHW throughout (its `memory_format` switched
 back) and the native depthwise weight gradient for every kernel (no column strips, `DepthwiseConv2d`'s
-`STRIP` raised); "after" the current one (channels_last, strips). Both run on the same modules in one
+`STRIP` raised); "after" the current one (channels_last, strips); for the whole model also "native_dw"
+(channels_last without strips). Both run on the same modules in one
 interleaved loop (the machine is shared and noisy: compare the ratios of one run, not absolute times across
 runs); each figure is the median over `--rounds` timed rounds after a warm-up. The plain conv block is the baseline CNN's BasicBlock (3x3 conv-BN-
 ReLU-3x3 conv-BN + identity) at the same width and map size, timed in its fastest layout (the one `conv_layout`
@@ -33,17 +34,22 @@ from src.network_factory.registry import build_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def no_strips():
+    """The native depthwise weight gradient for every kernel (`DepthwiseConv2d`'s column strips off)."""
+    return mock.patch.object(depthwise, "STRIP", 10 ** 9)
+
+
 @contextlib.contextmanager
 def as_before():
     """The block as it ran before the speed-ups: NCHW throughout, native depthwise weight gradients."""
-    with mock.patch.object(InvertedResidual, "memory_format", torch.contiguous_format), \
-            mock.patch.object(depthwise, "STRIP", 10 ** 9):
+    with mock.patch.object(InvertedResidual, "memory_format", torch.contiguous_format), no_strips():
         yield
 
 
-def run_as_before(fn):
+def under(patch, fn):
+    """`fn` run inside the context `patch()`."""
     def run(t):
-        with as_before():
+        with patch():
             return fn(t)
     return run
 
@@ -115,7 +121,7 @@ def main(argv=None) -> int:
               "torch": torch.__version__, "blocks": []}
     for name, block, x in block_cases(cfg, args.batch):
         block.train()
-        before = run_as_before(block)
+        before = under(as_before, block)
         ref, new = before(x), block(x)
         diff = float((ref - new).abs().max())
         conv, conv_xs = conv_block_case(block.inp, x)
@@ -144,7 +150,8 @@ def main(argv=None) -> int:
             ref = model(x)
             model_flops = flops_of(model, x)
         diff = float((ref - model(x)).abs().max())
-        t = timed({"before": (run_as_before(model), x), "after": (model, x), "baseline": (baseline, x)}, args.rounds)
+        t = timed({"before": (under(as_before, model), x), "after": (model, x),
+                   "native_dw": (under(no_strips, model), x), "baseline": (baseline, x)}, args.rounds)
         base_flops = flops_of(baseline, x)
         per_flop_base = t["baseline"] / base_flops
         result["model"] = {
@@ -152,7 +159,8 @@ def main(argv=None) -> int:
             "before_s": t["before"], "after_s": t["after"], "after_over_before": t["after"] / t["before"],
             "baseline_cnn_gflops": base_flops / 1e9, "baseline_cnn_s": t["baseline"],
             "per_flop_vs_baseline_before": t["before"] / model_flops / per_flop_base,
-            "per_flop_vs_baseline_after": t["after"] / model_flops / per_flop_base}
+            "per_flop_vs_baseline_after": t["after"] / model_flops / per_flop_base,
+            "native_dw_s": t["native_dw"], "per_flop_vs_baseline_native_dw": t["native_dw"] / model_flops / per_flop_base}
     print(json.dumps(result, indent=1))
     return 0
 
