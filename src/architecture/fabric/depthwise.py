@@ -7,9 +7,10 @@ same forward kernel) whose backward uses the native kernel for a plain backward,
 backward is requested (`create_graph=True`), differentiable pieces instead: the input gradient is a
 grouped transposed convolution (one kernel call), the weight gradient k*k shifted products of input and
 output gradient. Double backward then costs a few kernel calls per layer, not one per channel.
-On CPU the plain backward's weight gradient of a kernel wider than 3 is taken in column strips of width
-<= 3 (`_strip_weight_grad`): oneDNN's depthwise weight gradient is fast for such kernels and many times slower
-per FLOP for wider ones (bench/hr_block.py, README "Speed").
+On CPU the plain backward's weight gradient of an undilated kernel wider than 3 is taken in column strips of
+width <= 3 (`_strip_weight_grad`): oneDNN's depthwise weight gradient is fast for such kernels and many times
+slower per FLOP for wider ones (bench/hr_block.py, README "Speed"). Dilated kernels keep the native gradient
+(slow too, but strips of them were not faster).
 Without any gradient to record (no_grad, eval, ONNX export) the forward is a plain grouped `F.conv2d`, the
 same kernel call the Function makes: exporters see an ordinary convolution. So is a forward with dual
 (forward-AD) tensors, which the Function has no rule for (SEARCH.HESSIAN forward_mode, src/search/forward_hvp.py).
@@ -85,7 +86,7 @@ class _DepthwiseConv(torch.autograd.Function):
         stride, padding, dilation = ctx.conf
         need_x, need_w = ctx.needs_input_grad[:2]
         if not torch.is_grad_enabled():  # plain backward: the native kernel (in strips for a wide one on CPU)
-            strips = need_w and x.device.type == "cpu" and weight.shape[-1] > STRIP
+            strips = need_w and x.device.type == "cpu" and weight.shape[-1] > STRIP and tuple(dilation) == (1, 1)
             gx, gw, _ = torch.ops.aten.convolution_backward(
                 gy, x, weight, None, stride, padding, dilation, False, [0, 0], weight.shape[0],
                 [need_x, need_w and not strips, False])
