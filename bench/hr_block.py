@@ -6,9 +6,9 @@ CPU speed-up, and its time per FLOP against a plain conv block. Prints JSON.
 "before" is `InvertedResidual` as it ran before the CPU speed-ups: NCHW throughout (its `memory_format` switched
 back) and the native depthwise weight gradient for every kernel (no column strips, `DepthwiseConv2d`'s
 `STRIP` raised); "after" the current one (channels_last, strips); for the whole model also "native_dw"
-(channels_last without strips). Both run on the same modules in one
-interleaved loop (the machine is shared and noisy: compare the ratios of one run, not absolute times across
-runs); each figure is the median over `--rounds` timed rounds after a warm-up. The plain conv block is the baseline CNN's BasicBlock (3x3 conv-BN-
+(channels_last without strips). Both run on the same modules in one interleaved loop (the machine is shared
+and noisy: compare the ratios of one run, not absolute times across runs); each figure is the median over
+`--rounds` timed rounds after a warm-up. The plain conv block is the baseline CNN's BasicBlock (3x3 conv-BN-
 ReLU-3x3 conv-BN + identity) at the same width and map size, timed in its fastest layout (the one `conv_layout`
 names). FLOPs are FlopCounterMode counts of one forward of the batch.
 """
@@ -160,7 +160,8 @@ def main(argv=None) -> int:
             "baseline_cnn_gflops": base_flops / 1e9, "baseline_cnn_s": t["baseline"],
             "per_flop_vs_baseline_before": t["before"] / model_flops / per_flop_base,
             "per_flop_vs_baseline_after": t["after"] / model_flops / per_flop_base,
-            "native_dw_s": t["native_dw"], "per_flop_vs_baseline_native_dw": t["native_dw"] / model_flops / per_flop_base}
+            "native_dw_s": t["native_dw"],
+            "per_flop_vs_baseline_native_dw": t["native_dw"] / model_flops / per_flop_base}
     print(json.dumps(result, indent=1))
     return 0
 

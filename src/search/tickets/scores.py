@@ -124,7 +124,8 @@ def synflow_scores(modules: Modules, ctx: ScoreContext) -> List[Tensor]:
     return scores
 
 
-SCORES = {"magnitude": magnitude_scores, "lamp": lamp_scores, "random": random_scores, "snip": snip_scores, "synflow": synflow_scores}
+SCORES = {"magnitude": magnitude_scores, "lamp": lamp_scores, "random": random_scores, "snip": snip_scores,
+          "synflow": synflow_scores}
 
 
 def score_fn(method: str) -> Callable[[Modules, ScoreContext], List[Tensor]]:
