@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 def tiny_synthetic(tmp_path_factory):
     """A tiny synthetic COCO-format set (generated once per test session)."""
     from src.data.synthetic import ensure_synthetic_coco
-    root = tmp_path_factory.mktemp("synthetic")
+    root = tmp_path_factory.mktemp("synthetic") / "set"
     ensure_synthetic_coco(str(root), 8, 4, 0)
     return root
 

@@ -208,12 +208,16 @@ def test_ensure_generates_once_atomically(tmp_path):
     assert sorted(p.name for p in root.parent.iterdir()) == ["synthetic"]  # no temp directory left behind
     before = _files(root)
     assert before["annotations/person_keypoints_val.json"]
-    ensure_synthetic_coco(root, 50, 50, seed=1)  # present: left untouched
+    assert ensure_synthetic_coco(root, 2, 2, seed=0) == root  # present with these settings: left untouched
+    assert _files(root) == before
+    for other in ((3, 2, 0), (2, 3, 0), (2, 2, 1)):  # another size or seed is refused, not silently reused
+        with pytest.raises(ValueError, match=f"{root}.*other settings"):
+            ensure_synthetic_coco(root, *other[:2], seed=other[2])
     assert _files(root) == before
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="stray"):
+    with pytest.raises(ValueError, match="stray"):
         ensure_synthetic_coco(stray, 2, 2, seed=0)
     assert (stray / "notes.txt").read_text() == "keep me"
 
@@ -223,3 +227,17 @@ def test_bad_counts_are_refused(tmp_path):
         generate_synthetic_coco(tmp_path / "x", -1, 2, 0)
     with pytest.raises(ValueError, match="width"):
         generate_synthetic_coco(tmp_path / "y", 1, 1, 0, width=8)
+
+
+def test_cli_set_records_its_settings_for_the_config(tmp_path):
+    """A set written by the tool is the one a config with the same settings trains on (same bytes as one the
+    config generates); a fixed image size is another set."""
+    for name, extra in (("default", []), ("fixed", ["--width", "160", "--height", "120"])):
+        done = subprocess.run([sys.executable, "tools/make_synthetic_coco.py", "--out", str(tmp_path / name),
+                               "--train", "2", "--val", "1", "--seed", "3", *extra],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert ensure_synthetic_coco(tmp_path / "default", 2, 1, seed=3) == tmp_path / "default"
+    assert _files(tmp_path / "default") == _files(ensure_synthetic_coco(tmp_path / "own", 2, 1, seed=3))
+    with pytest.raises(ValueError, match="other settings"):
+        ensure_synthetic_coco(tmp_path / "fixed", 2, 1, seed=3)

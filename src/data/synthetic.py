@@ -13,13 +13,12 @@ nose and eyes of a back view).
 """
 import colorsys
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from src.data.generated import ensure_generated
 from src.data.keypoint_info import COCO_FLIP_PAIRS, COCO_KEYPOINTS, COCO_SKELETON, flip_permutation
 
 KEYPOINT_NAMES = list(COCO_KEYPOINTS)
@@ -490,26 +489,17 @@ def generate_synthetic_coco(out_dir, n_train, n_val, seed=0, width=None, height=
     return {split: {"images": len(images), "persons": len(anns)} for split, (images, anns) in written.items()}
 
 
+def synthetic_coco_info(n_train, n_val, seed=0, width=None, height=None) -> dict:
+    """The settings a generated set records (src/data/generated.py); fixed image sizes only when given."""
+    info = {"format": "fabricnas.synthetic_coco/1", "train": n_train, "val": n_val, "seed": seed}
+    info.update({k: v for k, v in (("width", width), ("height", height)) if v is not None})
+    return info
+
+
 def ensure_synthetic_coco(root, n_train, n_val, seed=0):
-    """Generate the set into `root` unless `root/annotations/person_keypoints_val.json` exists."""
-    root = Path(root)
-    marker = root / "annotations" / "person_keypoints_val.json"
-    if marker.exists():
-        return root
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"synthetic data: {root} exists but has no {marker.relative_to(root)}; "
-                              "remove it or point DATASET.ROOT elsewhere")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        generate_synthetic_coco(tmp, n_train, n_val, seed)
-        if root.exists():
-            root.rmdir()  # empty directory (checked above)
-        os.rename(tmp, root)
-    except OSError:
-        if not marker.exists():  # another process finishing first is fine; anything else is an error
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Generate the set into `root` unless it holds the set of these settings already; a `root` generated with
+    other settings (or holding anything else) is refused, so a config always trains on the set it names."""
+    info = synthetic_coco_info(n_train, n_val, seed)
+    ensure_generated(str(root), info, "synthetic COCO set",
+                     lambda folder: generate_synthetic_coco(folder, n_train, n_val, seed))
     return root
