@@ -86,6 +86,7 @@ def _phase_split(t: Tensor, e: int, rows: int, cols: int) -> Tensor:
     """(N, C, H, W) zero-padded or cropped to (e * rows, e * cols), then its e x e interleaved sub-grids
     (sub-grid (a, b) holds t[..., a::e, b::e]) stacked along the batch: (N * e * e, C, rows, cols), channels-last."""
     n, c, h, w = t.shape
+    t = t.contiguous(memory_format=torch.channels_last)
     t = F.pad(t, (0, e * cols - w, 0, e * rows - h)).permute(0, 2, 3, 1)  # N, H, W, C
     t = t.reshape(n, rows, e, cols, e, c).permute(0, 2, 4, 1, 3, 5).reshape(n * e * e, rows, cols, c)
     return t.permute(0, 3, 1, 2)
@@ -107,6 +108,7 @@ def _phase_backward(gy: Tensor, x: Tensor, weight: Tensor, s: int, p: Tuple[int,
     stride-1 convolution. A stride-1 'same' convolution's input gradient is the forward convolution of the output
     gradient with the flipped kernel (fast natively, dilated or not)."""
     k = weight.shape[-2:]
+    gy = gy.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout, and whole channel vectors to move
     same = s == 1 and all(2 * p[i] == d * (k[i] - 1) for i in range(2))
     gx = F.conv2d(gy, weight.flip(-2, -1), None, 1, p, d, weight.shape[0]) if need_x and same else None
     phase_x = need_x and not same
