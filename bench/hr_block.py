@@ -60,20 +60,25 @@ def flops_of(fn, x: Tensor) -> int:
     return counter.get_total_flops()
 
 
-def fwd_bwd(fn, x: Tensor) -> float:
+def fwd_bwd(fn, x: Tensor, gy: Tensor = None) -> float:
+    """Seconds of `fn(x)` and its backward: for the output gradient `gy`, or of the mean square output."""
     x = x.detach().requires_grad_()
     t0 = time.perf_counter()
     out = fn(x)
-    (out[0] if isinstance(out, (list, tuple)) else out).float().square().mean().backward()
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    if gy is None:
+        out.float().square().mean().backward()
+    else:
+        out.backward(gy)
     return time.perf_counter() - t0
 
 
 def timed(cases: dict, rounds: int) -> dict:
-    """{name: median seconds} of fwd_bwd for every (fn, x) in `cases`, interleaved round by round."""
+    """{name: median seconds} of fwd_bwd for every (fn, x[, gy]) in `cases`, interleaved round by round."""
     times = {name: [] for name in cases}
     for r in range(rounds + 1):
-        for name, (fn, x) in cases.items():
-            t = fwd_bwd(fn, x)
+        for name, case in cases.items():
+            t = fwd_bwd(*case)
             if r:  # round 0 warms up (oneDNN primitive creation, allocator)
                 times[name].append(t)
     return {name: statistics.median(ts) for name, ts in times.items()}

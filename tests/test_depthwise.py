@@ -37,22 +37,3 @@ def test_wide_kernel_weight_gradient_in_strips_equals_the_native_one(kernel, str
         grads.append((m.weight.grad, inp.grad))
     torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("kernel,stride,dilation", [(3, 1, 2), (3, 2, 2), (5, 1, 2), (3, 1, 3), (3, 2, 4), (5, 2, 2)])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("size", [(11, 9), (8, 8), (2, 3), (1, 1)])
-def test_dilated_backward_by_phases_equals_the_native_one(kernel, stride, dilation, memory_format, size):
-    torch.manual_seed(0)
-    conv = DepthwiseConv2d(5, kernel, stride=stride, dilation=dilation).double().to(memory_format=memory_format)
-    x = torch.randn(2, 5, *size, dtype=torch.double).contiguous(memory_format=memory_format)
-    inp = x.clone().requires_grad_()
-    out = conv(inp)
-    assert type(out.grad_fn).__name__ == "_DepthwiseConvBackward"
-    gy = torch.linspace(-1, 1, out.numel(), dtype=torch.double).view(out.shape)
-    out.backward(gy)
-    gx, gw, _ = torch.ops.aten.convolution_backward(
-        gy, x, conv.weight.detach(), None, conv.stride, conv.padding, conv.dilation, False, [0, 0], 5,
-        [True, True, False])
-    torch.testing.assert_close(inp.grad, gx, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(conv.weight.grad, gw, rtol=1e-12, atol=1e-12)

@@ -9,10 +9,8 @@ grouped transposed convolution (one kernel call), the weight gradient k*k shifte
 output gradient. Double backward then costs a few kernel calls per layer, not one per channel.
 On CPU the plain backward's weight gradient of an undilated kernel wider than 3 is taken in column strips of
 width <= 3 (`_strip_weight_grad`): oneDNN's depthwise weight gradient is fast for such kernels and many times
-slower per FLOP for wider ones (bench/hr_block.py, README "Speed"). Its input and weight gradients of a dilated
-kernel are about 10x slower than an undilated one's, so on CPU a dilated convolution (dilation d a multiple of the
-stride s) is backpropagated as the undilated one it is on its phases (`_phase_backward`): the padded input
-subsampled by s, split into its (d/s)^2 interleaved sub-grids, stacked along the batch.
+slower per FLOP for wider ones (bench/hr_block.py, README "Speed"). Dilated kernels keep the native gradient
+(slow too, but strips of them were not faster).
 Without any gradient to record (no_grad, eval, ONNX export) the forward is a plain grouped `F.conv2d`, the
 same kernel call the Function makes: exporters see an ordinary convolution. So is a forward with dual
 (forward-AD) tensors, which the Function has no rule for (SEARCH.HESSIAN forward_mode, src/search/forward_hvp.py).
@@ -71,65 +69,6 @@ def _strip_weight_grad(gy: Tensor, x: Tensor, weight: Tensor, stride, padding, d
     return torch.cat(strips, dim=3)
 
 
-def _native_backward(gy: Tensor, x: Tensor, weight: Tensor, stride, padding, dilation, need_x: bool, need_w: bool):
-    """The native depthwise backward; on CPU a wide undilated kernel's weight gradient in strips."""
-    strips = need_w and x.device.type == "cpu" and weight.shape[-1] > STRIP and tuple(dilation) == (1, 1)
-    gx, gw, _ = torch.ops.aten.convolution_backward(
-        gy, x, weight, None, stride, padding, dilation, False, [0, 0], weight.shape[0],
-        [need_x, need_w and not strips, False])
-    if strips:
-        gw = _strip_weight_grad(gy, x, weight, stride, padding, dilation)
-    return gx, gw
-
-
-def _phase_split(t: Tensor, e: int, rows: int, cols: int) -> Tensor:
-    """(N, C, H, W) zero-padded or cropped to (e * rows, e * cols), then its e x e interleaved sub-grids
-    (sub-grid (a, b) holds t[..., a::e, b::e]) stacked along the batch: (N * e * e, C, rows, cols), channels-last."""
-    n, c, h, w = t.shape
-    t = t.contiguous(memory_format=torch.channels_last)
-    t = F.pad(t, (0, e * cols - w, 0, e * rows - h)).permute(0, 2, 3, 1)  # N, H, W, C
-    t = t.reshape(n, rows, e, cols, e, c).permute(0, 2, 4, 1, 3, 5).reshape(n * e * e, rows, cols, c)
-    return t.permute(0, 3, 1, 2)
-
-
-def _phase_merge(t: Tensor, e: int, h: int, w: int) -> Tensor:
-    """The inverse of `_phase_split`: (N * e * e, C, rows, cols) back to (N, C, h, w) (cropped or zero-padded)."""
-    ne, c, rows, cols = t.shape
-    t = t.permute(0, 2, 3, 1).reshape(ne // (e * e), e, e, rows, cols, c).permute(0, 3, 1, 4, 2, 5)
-    t = t.reshape(ne // (e * e), rows * e, cols * e, c).permute(0, 3, 1, 2)
-    return F.pad(t, (0, w - cols * e, 0, h - rows * e))
-
-
-def _phase_backward(gy: Tensor, x: Tensor, weight: Tensor, s: int, p: Tuple[int, int], d: int,
-                    need_x: bool, need_w: bool):
-    """Backward of a depthwise convolution of stride s and dilation d (a multiple of s): output (i, j) reads the
-    padded input at (s i + d u, s j + d v), i.e. the stride-s subsample xs at (i + e u, j + e v), e = d / s. On
-    output sub-grid (a, b) (i = e q + a) that is xs's sub-grid (a, b) at (q + u, r + v): an undilated, unpadded,
-    stride-1 convolution. A stride-1 'same' convolution's input gradient is the forward convolution of the output
-    gradient with the flipped kernel (fast natively, dilated or not)."""
-    k = weight.shape[-2:]
-    gy = gy.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout, and whole channel vectors to move
-    same = s == 1 and all(2 * p[i] == d * (k[i] - 1) for i in range(2))
-    gx = F.conv2d(gy, weight.flip(-2, -1), None, 1, p, d, weight.shape[0]) if need_x and same else None
-    phase_x = need_x and not same
-    if not (need_w or phase_x):
-        return gx, None
-    e = d // s
-    xp = F.pad(x, (p[1], p[1], p[0], p[0]))
-    xs = xp[:, :, ::s, ::s]
-    rows, cols = -(-gy.shape[2] // e), -(-gy.shape[3] // e)
-    gxs, gw = _native_backward(_phase_split(gy, e, rows, cols), _phase_split(xs, e, rows + k[0] - 1, cols + k[1] - 1),
-                               weight, (1, 1), (0, 0), (1, 1), phase_x, need_w)
-    if phase_x:
-        gxs = _phase_merge(gxs, e, *xs.shape[2:])
-        if s > 1:
-            gxp = gxs.new_zeros(xp.shape).contiguous(memory_format=torch.channels_last)
-            gxp[:, :, ::s, ::s] = gxs
-            gxs = gxp
-        gx = gxs[:, :, p[0]:p[0] + x.shape[2], p[1]:p[1] + x.shape[3]]
-    return gx, gw
-
-
 def _dual(*tensors) -> bool:
     return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
@@ -146,13 +85,13 @@ class _DepthwiseConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.conf
         need_x, need_w = ctx.needs_input_grad[:2]
-        if not torch.is_grad_enabled():  # plain backward: the native kernel, on CPU by phases or strips
-            s, d = stride[0], dilation[0]
-            if (x.device.type == "cpu" and d > 1 and d % s == 0 and tuple(stride) == (s, s)
-                    and tuple(dilation) == (d, d)):
-                gx, gw = _phase_backward(gy, x, weight, s, padding, d, need_x, need_w)
-            else:
-                gx, gw = _native_backward(gy, x, weight, stride, padding, dilation, need_x, need_w)
+        if not torch.is_grad_enabled():  # plain backward: the native kernel (in strips for a wide one on CPU)
+            strips = need_w and x.device.type == "cpu" and weight.shape[-1] > STRIP and tuple(dilation) == (1, 1)
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                gy, x, weight, None, stride, padding, dilation, False, [0, 0], weight.shape[0],
+                [need_x, need_w and not strips, False])
+            if strips:
+                gw = _strip_weight_grad(gy, x, weight, stride, padding, dilation)
             return gx, gw, None, None, None
         gx = _input_grad(gy, weight, x.shape, stride, padding, dilation) if need_x else None
         gw = _weight_grad(x, gy, weight.shape[-2:], stride, padding, dilation) if need_w else None
