@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 
+from src.architecture.fabric.cell import CellSpec
+from src.architecture.fabric.spec import FabricSpec
 from src.architecture.genotype.genotype import genotype_of, load_genotype, parse_genotype, save_genotype
 from src.architecture.genotype.prune import Prune, prune_report
 from src.config.defaults import get_default_config
@@ -104,6 +106,8 @@ def test_prune_removes_cells_and_ops_and_saves_params_and_flops():
     report = prune_report(g)
     assert "part 0 head: cells 6 -> 4, removed L3_S2, L4_S0" in report
     assert "L4_S1.coarser" in report and f"{p_sup / 1e6:.4f}M -> {p_der / 1e6:.4f}M" in report
+    strides = ", ".join(map(str, g.arch.fabrics()[0][2].input_strides("L5_S0")))
+    assert report.splitlines()[1].endswith(f"; ops e0 sep_conv_3x3 (all cells); L5_S0 reads input strides {strides}")
     # kept modules keep the supernet's weights
     sup_state = model.state_dict()
     assert all(torch.equal(v, sup_state[k]) for k, v in derived.state_dict().items())
@@ -276,3 +280,16 @@ def test_a_float64_model_counts_flops_and_prunes_in_its_own_dtype():
         x = image().double()
         torch.testing.assert_close(derived.eval()(x), model(x))
     assert "derived" in compare_models(model, derived, [48, 64], runs=1)
+
+
+def test_input_strides_follow_the_kept_inputs_back_to_the_input_maps():
+    def cell(layer, scale, inputs):
+        return CellSpec(layer, scale, inputs, [0], {0: ["sep_conv_3x3"]})
+
+    coarse = [cell(3, 2, ["same", "coarser"]), cell(4, 1, ["coarser"]), cell(5, 0, ["coarser"])]
+    fine = [cell(3, 0, ["same"]), cell(3, 1, ["finer"]), cell(4, 0, ["same", "coarser"]), cell(5, 0, ["same"])]
+    for cells, strides in ((coarse, [16, 32]), (fine, [4])):
+        spec = FabricSpec([4, 8, 16, 32], 4, ["zero", "sep_conv_3x3"], 1, 1, 2, [0, 1, 2, 3], cells, ["L5_S0"])
+        spec.validate()
+        assert spec.input_strides("L5_S0") == strides
+    assert spec.input_strides("L3_S1") == [4]  # L3_S1 reads the finer input map (row 0)

@@ -39,6 +39,20 @@ class FabricSpec:
     def cell(self, name: str) -> Optional[CellSpec]:
         return next((c for c in self.cells if c.name == name), None)
 
+    def input_strides(self, name: str) -> List[int]:
+        """Strides of the input maps that reach cell `name` through the kept cells, in increasing order."""
+        cells = {c.name: c for c in self.cells}
+        rows, todo, seen = set(), [name], {name}
+        while todo:
+            for layer, scale in cells[todo.pop()].sources():
+                source = cell_name(layer, scale)
+                if layer == self.input_layer:
+                    rows.add(scale)
+                elif source not in seen:
+                    seen.add(source)
+                    todo.append(source)
+        return sorted(self.size_types[s] for s in rows)
+
     def validate(self) -> None:
         """Raise SpecError (field relative to the spec, e.g. "cells[3].inputs") when a rule is broken."""
         n = len(self.size_types)

@@ -218,7 +218,9 @@ def prune_report(g: Genotype) -> str:
         op_text = "; ".join(f"{key} ({'all cells' if len(v) == len(kept) else ', '.join(v)})" for key, v in ops.items())
         lines.append(f"  {label}: cells {len(sup.cells)} -> {len(kept)}"
                      + (f", removed {', '.join(removed)}" if removed else "")
-                     + (f"; inputs dropped {', '.join(dropped)}" if dropped else "") + f"; ops {op_text}")
+                     + (f"; inputs dropped {', '.join(dropped)}" if dropped else "") + f"; ops {op_text}"
+                     + "".join(f"; {o} reads input strides {', '.join(map(str, spec.input_strides(o)))}"
+                               for o in spec.outputs))
     p, f = s.params, s.flops
     w, h = g.input_size
     lines.append(f"  params {p['supernet'] / 1e6:.4f}M -> {p['derived'] / 1e6:.4f}M "
