@@ -22,7 +22,9 @@ def test_protocol_writes_results_and_a_rerun_skips_finished_candidates(tiny_synt
     results = json.loads((out / "results.json").read_text())["results"]
     assert sorted(r["kind"] for r in results) == ["none", "random", "searched"]
     assert all(0.0 <= r["ap"] <= 1.0 and r["flops"] > 0 for r in results)
-    assert "searched" in (out / "table.md").read_text() and (out / "ap_vs_flops.png").stat().st_size > 0
+    table = (out / "table.md").read_text()
+    assert "searched" in table and (out / "ap_vs_flops.png").stat().st_size > 0
+    assert "| 0 | searched | searched | " in table and "input strides reaching each output" in table
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "results.json").read_text())["results"] == results  # nothing retrained twice

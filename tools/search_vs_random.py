@@ -20,7 +20,8 @@ For every seed:
 The searches run one after another; the retrains of all seeds then run --jobs at a time. Seeds may also run
 as separate processes on the same --out (results.json is updated under a lock, keeping the others' rows).
 Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP mean +- std per kind,
-params, FLOPs, and per seed) and OUT/ap_vs_flops.png (searched fabrics highlighted).
+params, FLOPs, per seed, and per candidate the input strides reaching each output) and OUT/ap_vs_flops.png
+(searched fabrics highlighted).
 """
 import argparse
 import json
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.architecture.genotype.genotype import save_genotype
+from src.architecture.genotype.genotype import load_genotype, save_genotype
 from src.config.loader import load_config
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import run_cli
@@ -128,6 +129,13 @@ def _add_result(path, record, meta):
     return update_json_locked(str(path), update)["results"]
 
 
+def _input_strides(genotype_path) -> str:
+    """Per fabric output, the strides of the input maps that reach it (a fabric fed by the coarsest map alone
+    localises poorly), e.g. "16,32 / 32 / 4"."""
+    fabrics = load_genotype(genotype_path).arch.fabrics()
+    return " / ".join(",".join(map(str, spec.input_strides(o))) for _, _, spec in fabrics for o in spec.outputs)
+
+
 def write_report(results, out, meta):
     rows = ["| kind | candidates | AP (flip) mean +- std | params (M) | GFLOPs |", "|---|---|---|---|---|"]
     for kind in KINDS:
@@ -147,6 +155,9 @@ def write_report(results, out, meta):
                         f"{np.mean(by['random']):.4f} (n={len(by['random'])}) | {gap:+.4f} |")
     if gaps:
         rows.append(f"\nsearched - random, averaged over seeds: {np.mean(gaps):+.4f} AP")
+    rows += ["", "| seed | kind | name | AP | GFLOPs | input strides reaching each output |", "|---|---|---|---|---|---|"]
+    rows += [f"| {r['seed']} | {r['kind']} | {r['name']} | {r['ap']:.4f} | {r['flops'] / 1e9:.4f} | "
+             f"{_input_strides(r['genotype'])} |" for r in results]
     rows.append(f"\n{meta}")
     (out / "table.md").write_text("\n".join(rows) + "\n")
     import matplotlib
