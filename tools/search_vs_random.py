@@ -130,10 +130,10 @@ def _add_result(path, record, meta):
 
 
 def _input_strides(genotype_path) -> str:
-    """Per fabric output, the strides of the input maps that reach it (a fabric fed by the coarsest map alone
-    localises poorly), e.g. "16,32 / 32 / 4"."""
+    """Per fabric output, the strides of the input maps that reach it (as in the prune report), e.g.
+    "16, 32 / 32 / 4"."""
     fabrics = load_genotype(genotype_path).arch.fabrics()
-    return " / ".join(",".join(map(str, spec.input_strides(o))) for _, _, spec in fabrics for o in spec.outputs)
+    return " / ".join(", ".join(map(str, spec.input_strides(o))) for _, _, spec in fabrics for o in spec.outputs)
 
 
 def write_report(results, out, meta):
