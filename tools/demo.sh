@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo on the embedded synthetic data set (generated on first use into data/synthetic):
-#   first-order fabric search, 2 weight-only + 3 bilevel epochs (with --show_arch_value: softmaxed alpha/beta, entropy, Hessian
+#   first-order fabric search, 8 weight-only + 4 bilevel epochs (with --show_arch_value: softmaxed alpha/beta, entropy, Hessian
 #   eigenvalue) -> prune -> genotype.json -> fabric.svg/png and arch_values.png -> retrain of the derived
 #   network from the supernet's weights, 12 epochs -> test.py without and with flip test.
 # Every phase counts epochs, so the same seed gives the same genotype and AP. The last line is "AP <value>".
