@@ -164,15 +164,16 @@ def _hypergradients(optimizer, modes):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_finite_difference_hypergradient_matches_exact(optimizer):
+    """At the replayed activation pattern the one-sided difference converges (ReLU6 MobileNet-V2 fabric):
+    its only error is the truncation of a step of norm FD_EPS."""
     result, direct = _hypergradients(optimizer, ("finite_difference", "exact"))
     fd, exact = result["finite_difference"], result["exact"]
-    assert F.cosine_similarity(fd, exact, dim=0) >= 0.99
-    assert (fd - exact).norm() <= 0.05 * exact.norm()
+    assert F.cosine_similarity(fd, exact, dim=0) >= 0.9999
+    assert (fd - exact).norm() <= 1e-3 * exact.norm()
     # the comparison is meaningful: the second-order correction is a sizeable part, and matches too
     implicit_fd, implicit_exact = fd - direct, exact - direct
     assert implicit_exact.norm() >= 0.1 * direct.norm()
-    assert F.cosine_similarity(implicit_fd, implicit_exact, dim=0) >= 0.99
-    assert (implicit_fd - implicit_exact).norm() <= 0.05 * implicit_exact.norm()
+    assert (implicit_fd - implicit_exact).norm() <= 1e-3 * implicit_exact.norm()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

@@ -69,7 +69,9 @@ def test_planted_operation_gets_the_largest_weight(strategy, seed):
 # ---------------------------------------------------------------- default hypergradient vs exact
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_default_hypergradient_matches_exact_in_float32(seed):
-    """The default SEARCH.HESSIAN on a small ReLU fabric, float32: cosine >= 0.99 with the exact one."""
+    """The default SEARCH.HESSIAN on a small ReLU6 fabric, float32: cosine >= 0.99 with the exact one. Batch 8:
+    with 2 images its deepest batch norms see 2 values per channel, where the loss is nearly kinked and a finite
+    difference is not accurate (the pattern's warning says so; forward_mode is exact there)."""
     model = make_model(seed, parts=1)
     with torch.no_grad():
         for p in model.arch_parameters():
@@ -78,10 +80,11 @@ def test_default_hypergradient_matches_exact_in_float32(seed):
     cfg.TRAIN.LR = 0.05
     st = build_strategy(cfg, model, pose_mse)
     for i in range(2):
-        st.weight_step(make_batch(10 + i))
+        st.weight_step(make_batch(10 + i, n=8))
     model.train()
-    wb, ab = make_batch(1), make_batch(2)
-    default = compute_hypergradient(model, pose_mse, st.weight_optimizer, wb, ab, get_default_config().SEARCH.HESSIAN)
+    wb, ab = make_batch(1, n=8), make_batch(2, n=8)
+    search = get_default_config().SEARCH
+    default = compute_hypergradient(model, pose_mse, st.weight_optimizer, wb, ab, search.HESSIAN, search.FD_EPS)
     got = torch.cat([g.flatten() for g in default.arch_grads])
     ref = unrolled_hypergradient(model, pose_mse, st.weight_optimizer, wb, ab)
     assert F.cosine_similarity(got, ref, dim=0) >= 0.99

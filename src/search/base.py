@@ -40,7 +40,7 @@ class StrategySettings:
     arch_betas: Tuple[float, float]  # SEARCH.ARCH_BETAS
     arch_weight_decay: float  # SEARCH.ARCH_WD (decoupled, see build_arch_optimizer)
     seed: int  # SEED: the random strategy's draw, the gdas strategy's Gumbel noise
-    hessian: str  # SEARCH.HESSIAN: forward_mode, exact or finite_difference (second order)
+    hessian: str  # SEARCH.HESSIAN: finite_difference, forward_mode or exact (second order)
     fd_eps: float  # SEARCH.FD_EPS (second order, finite_difference)
     tau_max: float = 10.0  # SEARCH.TAU_MAX (gdas: temperature of the first epoch)
     tau_min: float = 0.1  # SEARCH.TAU_MIN (gdas: temperature of the last epoch)

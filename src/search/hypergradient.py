@@ -10,33 +10,38 @@ hypergradient is
 (for plain SGD z = -lr * grad_w' L_a, DARTS' form; for Adam dw'/dg is the diagonal of its update rule).
 Only weights are unrolled, never alpha/beta. All modes compute z by a VJP through the virtual step and
 differ in the Hessian-vector product (dg/dalpha)^T z = grad_alpha <g, z>:
-- `forward_mode` (default): reverse-over-forward AD (src/search/forward_hvp.py): one forward with dual weights
+- `finite_difference` (default): [grad_alpha L_w(w + Rz) - grad_alpha L_w(w)] / R, R = FD_EPS / ||z|| (the
+  perturbation R z has norm FD_EPS). The forward at w + Rz replays the ReLU masks, max-pool argmaxes and RNG
+  state of the weight-batch forward at w (src/search/activation_pattern.py), so it differentiates the same
+  piecewise-smooth branch as autograd and converges to the exact product; grad_alpha L_w(w) comes from the
+  backward that gives g. One extra forward and one alpha-only backward. DARTS takes the central difference
+  without a fixed pattern, which does not converge on ReLU networks (activation kinks).
+- `forward_mode`: reverse-over-forward AD (src/search/forward_hvp.py): one forward with dual weights
   (w, z) gives <g, z> as the loss's tangent, one backward of it gives the product. Exact, and cheaper than
   `exact` because no graph of the weight-batch backward is built; g itself comes from a plain backward.
 - `exact`: a double backward through the weight-batch graph (g is computed with `create_graph`).
   Fabric depthwise convolutions use `DepthwiseConv2d` (src/architecture/fabric/depthwise.py), whose backward is
   cheap to differentiate; PyTorch's own grouped-conv double backward loops over channels.
-- `finite_difference` (DARTS): [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = FD_EPS / ||z||
-  (the perturbation R z has norm FD_EPS); the perturbed passes ask autograd for alpha gradients only.
-Every forward at w', (w, z), w+Rz, w-Rz is a `torch.func.functional_call` on new tensors: no module weight is
+Every forward at w', (w, z), w + Rz is a `torch.func.functional_call` on new tensors: no module weight is
 ever written, and buffers are restored (`preserved_buffers`). g at the current (w, alpha) is computed once;
 it drives the virtual step and is returned for the real weight step (which therefore sees the arch values
 from before this iteration's arch update).
 
-Accuracy and cost (measured numbers in the README, `bench/search_step.py` prints both): on ReLU networks
-the central difference straddles activation kinks and float32 rounds off the difference, so it does not
-converge as FD_EPS shrinks; `forward_mode` and `exact` are exact up to rounding and agree with each other.
+Accuracy and cost: `bench/search_step.py` prints both (cosine with an unrolled autograd reference, seconds per
+step against first order); the measured numbers are in the README.
 
 Under torch.distributed (`reduce` = all_reduce_mean_), g, (grad_alpha, grad_w') and the Hessian-vector
-product are averaged, so every rank perturbs by the same R z and the step equals a large-batch step
-(the exact modes differentiate their own rank's g or tangent and average the Hessian-vector products).
+product are averaged, so every rank perturbs by the same R z and the step equals a large-batch step (each
+rank differentiates its own batch, at its own activation pattern, and the products are averaged).
 """
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch.func import functional_call
 
+from src.search.activation_pattern import ActivationPattern
 from src.search.base import check_finite, preserved_buffers
 from src.search.forward_hvp import tangent_loss
 from src.utils.distributed import all_reduce_mean_
@@ -120,7 +125,7 @@ def _clip_coef(grads: Sequence[torch.Tensor], max_norm: float):
 
 
 def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
-                          mode: str = "forward_mode", fd_eps: float = 0.01, grad_clip: float = 0.0,
+                          mode: str = "finite_difference", fd_eps: float = 1e-3, grad_clip: float = 0.0,
                           reduce: Callable = all_reduce_mean_) -> Hypergradient:
     """The hypergradient and the reusable weight gradient; `core` is the unwrapped model in train mode.
 
@@ -135,9 +140,14 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     names, weights = [n for n, _ in named], [p for _, p in named]
     alphas = core.arch_parameters()
 
-    weight_loss = _loss(core, criterion, weight_batch)
+    pattern = ActivationPattern() if mode == "finite_difference" else None
+    with pattern.record() if pattern else nullcontext():
+        weight_loss = _loss(core, criterion, weight_batch)
     check_finite(weight_loss, "training loss")
-    g = torch.autograd.grad(weight_loss, weights, allow_unused=True, create_graph=double_backward)
+    # finite_difference also takes grad_alpha L_w at w from this backward (the base point of its difference)
+    g = torch.autograd.grad(weight_loss, weights + (alphas if pattern else []), allow_unused=True,
+                            create_graph=double_backward)
+    g, arch_grad_at_w = g[:len(weights)], g[len(weights):]
     used = [i for i, gi in enumerate(g) if gi is not None]
     g_mean = reduce([g[i].detach().clone() if double_backward else g[i] for i in used])  # keep g's graph intact
     coef = _clip_coef(g_mean, grad_clip)
@@ -161,7 +171,8 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
         elif mode == "forward_mode":
             hvp = _grads_or_zeros(tangent_loss(core, criterion, weight_batch, dict(named), z_names, z), alphas)
         else:
-            hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(named), z_names, z, fd_eps)
+            hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(named), z_names, z, fd_eps, pattern,
+                                         arch_grad_at_w)
         arch_grads = [a + h for a, h in zip(direct, reduce(hvp))]
     weight_grads = [None] * len(g)
     for i, gi in zip(used, g_mean):
@@ -169,22 +180,21 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     return Hypergradient(arch_grads, weight_grads, weight_loss.item(), arch_loss.item())
 
 
-def _finite_difference_hvp(core, criterion, weight_batch, weights: dict, z_names, z, fd_eps):
-    """(dg/dalpha)^T z ~ [grad_alpha L_w(w + Rz) - grad_alpha L_w(w - Rz)] / 2R, R = fd_eps / ||z||."""
+def _finite_difference_hvp(core, criterion, weight_batch, weights: dict, z_names, z, fd_eps,
+                           pattern: ActivationPattern, arch_grad_at_w) -> List[torch.Tensor]:
+    """(dg/dalpha)^T z ~ [grad_alpha L_w(w + Rz) - grad_alpha L_w(w)] / R, R = fd_eps / ||z||; the forward at
+    w + Rz replays the activation pattern (and RNG state) of the weight-batch forward at w."""
     alphas = core.arch_parameters()
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(zi) for zi in z])) if z else 0.0
     if not norm > 0:
         return [torch.zeros_like(a) for a in alphas]
     radius = fd_eps / norm
-
-    def arch_grad_at(sign):
-        perturbed = {n: w.detach() for n, w in weights.items()}
-        perturbed.update((n, weights[n].detach() + sign * radius * zi) for n, zi in zip(z_names, z))
+    perturbed = {n: w.detach() for n, w in weights.items()}
+    perturbed.update((n, weights[n].detach() + radius * zi) for n, zi in zip(z_names, z))
+    with pattern.replay():
         loss = _loss(core, criterion, weight_batch, perturbed)
-        check_finite(loss, "training loss at a finite-difference point")
-        return _grads_or_zeros(loss, alphas)
-
-    return [(gp - gm) / (2 * radius) for gp, gm in zip(arch_grad_at(1.0), arch_grad_at(-1.0))]
+    check_finite(loss, "training loss at the finite-difference point")
+    return [(gp if g0 is None else gp - g0) / radius for gp, g0 in zip(_grads_or_zeros(loss, alphas), arch_grad_at_w)]
 
 
 def unrolled_hypergradient(core, criterion, optimizer, weight_batch, arch_batch) -> torch.Tensor:

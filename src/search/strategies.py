@@ -106,7 +106,7 @@ class FirstOrderStrategy(SearchStrategy):
 
 
 class SecondOrderStrategy(FirstOrderStrategy):
-    """DARTS unrolled step; SEARCH.HESSIAN = forward_mode or exact (both exact) or finite_difference (DARTS)."""
+    """DARTS unrolled step; SEARCH.HESSIAN = finite_difference (at a fixed activation pattern), forward_mode or exact."""
 
     name = "second_order_gradient"
 
