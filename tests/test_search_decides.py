@@ -1,6 +1,7 @@
 """The search decides: planted answers, the default hypergradient against an independent exact one,
 the image-level bilevel split, entropy, the collapse monitor and perturbation selection."""
 import json
+import warnings
 
 import pytest
 import torch
@@ -67,11 +68,8 @@ def test_planted_operation_gets_the_largest_weight(strategy, seed):
 
 
 # ---------------------------------------------------------------- default hypergradient vs exact
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_default_hypergradient_matches_exact_in_float32(seed):
-    """The default SEARCH.HESSIAN on a small ReLU6 fabric, float32: cosine >= 0.99 with the exact one. Batch 8:
-    with 2 images its deepest batch norms see 2 values per channel, where the loss is nearly kinked and a finite
-    difference is not accurate (the pattern's warning says so; forward_mode is exact there)."""
+def _small_fabric_step(seed, n):
+    """A small fabric (ReLU ops, ReLU6 MobileNet-V2 x0.25 backbone) after 2 weight steps, with batches of n."""
     model = make_model(seed, parts=1)
     with torch.no_grad():
         for p in model.arch_parameters():
@@ -80,15 +78,36 @@ def test_default_hypergradient_matches_exact_in_float32(seed):
     cfg.TRAIN.LR = 0.05
     st = build_strategy(cfg, model, pose_mse)
     for i in range(2):
-        st.weight_step(make_batch(10 + i, n=8))
+        st.weight_step(make_batch(10 + i, n=n))
     model.train()
-    wb, ab = make_batch(1, n=8), make_batch(2, n=8)
+    return model, st.weight_optimizer, make_batch(1, n=n), make_batch(2, n=n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_hypergradient_matches_exact_in_float32(seed):
+    """The default SEARCH.HESSIAN on a small fabric, float32: cosine >= 0.99 with the exact one. Batch 8: with 2,
+    the deepest batch norms normalise 2 values per channel and the comparison is ill-conditioned in float32 for
+    every mode (forward_mode differs from the reference by up to 9% on seed 1, one thread)."""
+    model, optimizer, wb, ab = _small_fabric_step(seed, n=8)
     search = get_default_config().SEARCH
-    default = compute_hypergradient(model, pose_mse, st.weight_optimizer, wb, ab, search.HESSIAN, search.FD_EPS)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="SEARCH.HESSIAN")  # no hand-over to forward_mode
+        default = compute_hypergradient(model, pose_mse, optimizer, wb, ab, search.HESSIAN, search.FD_EPS)
     got = torch.cat([g.flatten() for g in default.arch_grads])
-    ref = unrolled_hypergradient(model, pose_mse, st.weight_optimizer, wb, ab)
+    ref = unrolled_hypergradient(model, pose_mse, optimizer, wb, ab)
     assert F.cosine_similarity(got, ref, dim=0) >= 0.99
     assert (got - ref).norm() <= 0.05 * ref.norm()
+
+
+def test_finite_difference_hands_nearly_kinked_batch_norms_to_forward_mode():
+    """Batch 2 at 1x1 maps: the step warns and its product is forward_mode's (a finite difference there had
+    cosine -0.90 to 0.98 with the exact product)."""
+    model, optimizer, wb, ab = _small_fabric_step(0, n=2)
+    with pytest.warns(UserWarning, match="normalises 2 values per channel"):
+        fd = compute_hypergradient(model, pose_mse, optimizer, wb, ab, "finite_difference", 1e-3)
+    exact = compute_hypergradient(model, pose_mse, optimizer, wb, ab, "forward_mode")
+    for a, b in zip(fd.arch_grads, exact.arch_grads):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- split by image

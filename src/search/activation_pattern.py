@@ -15,9 +15,9 @@ its finite differences converge to autograd's product. Other piecewise-linear ac
 refused while recording (their kinks would not be frozen). Kinks that only a parameter or a normaliser can
 reach (`abs` of a gate, `amax` before a softmax, a `clamp_min` guard) are not frozen: a perturbation of norm
 FD_EPS does not cross them in practice. A training-mode batch norm over very few values per channel (batch 2
-at a 1x1 map) is smooth but nearly kinked, and a finite difference is not accurate there: recording warns.
+at a 1x1 map) is smooth but nearly kinked, and a finite difference is not accurate there: recording notes the
+fewest values per channel (`nearly_kinked`).
 """
-import warnings
 from contextlib import contextmanager
 from typing import List
 
@@ -29,7 +29,7 @@ _RELUS = (F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_
 _CLAMPS = (F.relu6, F.hardtanh, F.hardtanh_)  # pass-through between two bounds, constant outside
 _ALWAYS_INPLACE = (torch.relu_, torch.Tensor.relu_, F.hardtanh_)
 _INPLACE_POSITION = {F.relu: 1, F.relu6: 1, F.hardtanh: 3}  # where the positional `inplace` argument sits
-FEW_BN_VALUES = 8  # a training-mode batch norm over fewer values per channel is nearly kinked: warn
+FEW_BN_VALUES = 8  # a training-mode batch norm over fewer values per channel is nearly kinked
 _REFUSED = (F.hardswish, F.hardsigmoid, F.leaky_relu, F.leaky_relu_, F.prelu, F.rrelu, F.threshold, F.threshold_,
             F.max_pool1d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
             F.fractional_max_pool2d, F.max_pool2d_with_indices)
@@ -104,11 +104,7 @@ class _PatternMode(TorchFunctionMode):
                 out = x.flatten(2).gather(2, indices.flatten(2)).view(indices.shape)
             return (out, indices) if with_indices else out
         if self.recording and func is F.batch_norm:
-            values = _bn_values_per_channel(args, kwargs)
-            if values < FEW_BN_VALUES:
-                warnings.warn(f"SEARCH.HESSIAN finite_difference: a batch norm normalises {values} values per "
-                              "channel; the loss is nearly kinked there and the difference can be inaccurate "
-                              "(SEARCH.HESSIAN forward_mode is exact)", stacklevel=2)
+            self.pattern.fewest_bn_values = min(self.pattern.fewest_bn_values, _bn_values_per_channel(args, kwargs))
         if self.recording and func in _REFUSED:
             raise NotImplementedError(f"SEARCH.HESSIAN finite_difference cannot freeze the kinks of "
                                       f"{getattr(func, '__name__', func)}; use SEARCH.HESSIAN forward_mode")
@@ -121,11 +117,17 @@ class ActivationPattern:
     def __init__(self):
         self.entries: List[tuple] = []
         self.rng_state = None
+        self.fewest_bn_values = float("inf")  # the fewest values per channel a training-mode batch norm normalised
+
+    @property
+    def nearly_kinked(self) -> bool:
+        """A batch norm normalised fewer than FEW_BN_VALUES values per channel: a finite difference is inaccurate."""
+        return self.fewest_bn_values < FEW_BN_VALUES
 
     @contextmanager
     def record(self):
         self.entries.clear()
-        self.rng_state = torch.get_rng_state()
+        self.rng_state, self.fewest_bn_values = torch.get_rng_state(), float("inf")
         with _PatternMode(self, recording=True):
             yield self
 

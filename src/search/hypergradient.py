@@ -15,7 +15,9 @@ differ in the Hessian-vector product (dg/dalpha)^T z = grad_alpha <g, z>:
   state of the weight-batch forward at w (src/search/activation_pattern.py), so it differentiates the same
   piecewise-smooth branch as autograd and converges to the exact product; grad_alpha L_w(w) comes from the
   backward that gives g. One extra forward and one alpha-only backward. DARTS takes the central difference
-  without a fixed pattern, which does not converge on ReLU networks (activation kinks).
+  without a fixed pattern, which does not converge on ReLU networks (activation kinks). When a training-mode
+  batch norm of the weight forward normalises fewer than FEW_BN_VALUES values per channel (batch 2 at a 1x1
+  map), the loss is nearly kinked there and the step computes the product by `forward_mode` instead (warned).
 - `forward_mode`: reverse-over-forward AD (src/search/forward_hvp.py): one forward with dual weights
   (w, z) gives <g, z> as the loss's tangent, one backward of it gives the product. Exact, and cheaper than
   `exact` because no graph of the weight-batch backward is built; g itself comes from a plain backward.
@@ -34,6 +36,7 @@ Under torch.distributed (`reduce` = all_reduce_mean_), g, (grad_alpha, grad_w') 
 product are averaged, so every rank perturbs by the same R z and the step equals a large-batch step (each
 rank differentiates its own batch, at its own activation pattern, and the products are averaged).
 """
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -41,7 +44,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch.func import functional_call
 
-from src.search.activation_pattern import ActivationPattern
+from src.search.activation_pattern import FEW_BN_VALUES, ActivationPattern
 from src.search.base import check_finite, preserved_buffers
 from src.search.forward_hvp import tangent_loss
 from src.utils.distributed import all_reduce_mean_
@@ -168,7 +171,7 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
         z_names = [names[i] for i in used]
         if double_backward:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
             hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
-        elif mode == "forward_mode":
+        elif mode == "forward_mode" or _nearly_kinked(pattern):
             hvp = _grads_or_zeros(tangent_loss(core, criterion, weight_batch, dict(named), z_names, z), alphas)
         else:
             hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(named), z_names, z, fd_eps, pattern,
@@ -178,6 +181,15 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     for i, gi in zip(used, g_mean):
         weight_grads[i] = gi.detach()
     return Hypergradient(arch_grads, weight_grads, weight_loss.item(), arch_loss.item())
+
+
+def _nearly_kinked(pattern: Optional[ActivationPattern]) -> bool:
+    if pattern is None or not pattern.nearly_kinked:
+        return False
+    warnings.warn(f"SEARCH.HESSIAN finite_difference: a batch norm normalises {pattern.fewest_bn_values} values "
+                  f"per channel (fewer than {FEW_BN_VALUES}); the loss is nearly kinked there, so this step's "
+                  "product is computed by forward_mode", stacklevel=3)
+    return True
 
 
 def _finite_difference_hvp(core, criterion, weight_batch, weights: dict, z_names, z, fd_eps,

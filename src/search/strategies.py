@@ -106,7 +106,7 @@ class FirstOrderStrategy(SearchStrategy):
 
 
 class SecondOrderStrategy(FirstOrderStrategy):
-    """DARTS unrolled step; SEARCH.HESSIAN = finite_difference (at a fixed activation pattern), forward_mode or exact."""
+    """DARTS unrolled step; SEARCH.HESSIAN = finite_difference (at a fixed activation pattern), forward_mode, exact."""
 
     name = "second_order_gradient"
 
