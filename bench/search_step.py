@@ -7,8 +7,8 @@ PoseNFS configs at 256x192, batch 8: `mobilenet_v2_cnf3_256x192_b8` (part_cnf, M
 and `hrnet_w32_cnf5_256x192_b8` (configs/coco/hrnet_w32_cnf5_384x288.yaml: HRNet-W32 backbone, 5 CNFs).
 Strategies, as NAME[:SEARCH.HESSIAN][+KEY=VALUE...] (each +KEY=VALUE a config override of that run): the five
 (second order with the default SEARCH.HESSIAN, finite_difference), `second_order_gradient:forward_mode` and
-`second_order_gradient:exact` (the exact products), and the cheaper methods `first_order_gradient+SEARCH.PARTIAL_CHANNELS=4`
-(PC-DARTS partial channels, K = 4) and `gdas` (sampled single path).
+`second_order_gradient:exact` (the exact products), and the cheaper methods
+`first_order_gradient+SEARCH.PARTIAL_CHANNELS=4` (PC-DARTS partial channels, K = 4) and `gdas` (sampled single path).
 Each (config, strategy) runs in its own process on random batches of the config's shape (weight and arch
 batch both TRAIN.BATCH_SIZE): one untimed warm-up iteration, then `--iters` timed ones (arch active).
 `sec_per_iter` is the best (min) wall time of one `strategy.step`; `cpu_sec_per_iter` its best process

@@ -166,8 +166,8 @@ def _hypergradients(optimizer, modes, n=2):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_finite_difference_hypergradient_matches_exact(optimizer):
     """At the replayed activation pattern the one-sided difference converges (ReLU6 MobileNet-V2 fabric):
-    its only error is the truncation of a step of norm FD_EPS, which shrinks in proportion to it. Batch 8: with 2 its 1x1 maps' batch norms would
-    send the step to forward_mode (test_search_decides.py)."""
+    its only error is the truncation of a step of norm FD_EPS, which shrinks in proportion to it. Batch 8: with 2,
+    its 1x1 maps' batch norms would send the step to forward_mode (test_search_decides.py)."""
     result, direct = _hypergradients(optimizer, ("finite_difference", "exact"), n=8)
     fd, exact = result["finite_difference"], result["exact"]
     assert F.cosine_similarity(fd, exact, dim=0) >= 0.9999
@@ -175,6 +175,7 @@ def test_finite_difference_hypergradient_matches_exact(optimizer):
     # the comparison is meaningful: the second-order correction is a sizeable part, and matches too
     implicit_fd, implicit_exact = fd - direct, exact - direct
     assert implicit_exact.norm() >= 0.1 * direct.norm()
+    assert F.cosine_similarity(implicit_fd, implicit_exact, dim=0) >= 0.9999
     assert (implicit_fd - implicit_exact).norm() <= 1e-4 * implicit_exact.norm()
 
 

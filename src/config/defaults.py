@@ -154,7 +154,7 @@ _C.SEARCH.ARCH_BETAS = [0.5, 0.999]  # Adam betas of the arch optimizer
 _C.SEARCH.ARCH_WD = 1e-3  # decoupled (AdamW) weight decay of the arch optimizer: alpha *= 1 - ARCH_LR * ARCH_WD per step
 _C.SEARCH.SPLIT_RATIO = 0.5  # bilevel: fraction of the training set used for weights (the rest for arch)
 _C.SEARCH.WARMUP_EPOCHS = 0  # bilevel: epochs of weight-only training before arch steps start
-_C.SEARCH.HESSIAN = "finite_difference"  # second order: "finite_difference" (at w's activation pattern), "forward_mode" or "exact"
+_C.SEARCH.HESSIAN = "finite_difference"  # second order: "finite_difference" (at a fixed activation pattern), "forward_mode", "exact"
 _C.SEARCH.FD_EPS = 0.001  # second order, finite_difference: the perturbation R z has norm FD_EPS
 _C.SEARCH.PARTIAL_CHANNELS = 1  # PC-DARTS (Xu et al. 2020) K: 1/K of every searchable edge's channels go through its ops, the rest bypass (then channel shuffle); 1 = off (full mixed ops); derived networks are always full-width
 _C.SEARCH.EDGE_NORM = False  # PC-DARTS edge normalisation: a learnable weight (arch tensor `gamma`) per edge, softmaxed over the edges entering a hidden state; needs HIDDEN_STATES_NUM or INPUT_NODES_NUM > 1 to matter

@@ -147,6 +147,11 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     with pattern.record() if pattern else nullcontext():
         weight_loss = _loss(core, criterion, weight_batch)
     check_finite(weight_loss, "training loss")
+    if pattern is not None and pattern.nearly_kinked:
+        warnings.warn(f"SEARCH.HESSIAN finite_difference: a batch norm normalises {pattern.fewest_bn_values} values "
+                      f"per channel (fewer than {FEW_BN_VALUES}); the loss is nearly kinked there, so this step's "
+                      "product is computed by forward_mode", stacklevel=2)
+        mode, pattern = "forward_mode", None
     # finite_difference also takes grad_alpha L_w at w from this backward (the base point of its difference)
     g = torch.autograd.grad(weight_loss, weights + (alphas if pattern else []), allow_unused=True,
                             create_graph=double_backward)
@@ -171,7 +176,7 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
         z_names = [names[i] for i in used]
         if double_backward:  # grad_alpha <g, z> by a double backward through this rank's weight-batch graph
             hvp = _grads_or_zeros(sum((g[i] * zi).sum() for i, zi in zip(used, z)), alphas)
-        elif mode == "forward_mode" or _nearly_kinked(pattern):
+        elif mode == "forward_mode":
             hvp = _grads_or_zeros(tangent_loss(core, criterion, weight_batch, dict(named), z_names, z), alphas)
         else:
             hvp = _finite_difference_hvp(core, criterion, weight_batch, dict(named), z_names, z, fd_eps, pattern,
@@ -181,15 +186,6 @@ def compute_hypergradient(core, criterion, optimizer, weight_batch, arch_batch,
     for i, gi in zip(used, g_mean):
         weight_grads[i] = gi.detach()
     return Hypergradient(arch_grads, weight_grads, weight_loss.item(), arch_loss.item())
-
-
-def _nearly_kinked(pattern: Optional[ActivationPattern]) -> bool:
-    if pattern is None or not pattern.nearly_kinked:
-        return False
-    warnings.warn(f"SEARCH.HESSIAN finite_difference: a batch norm normalises {pattern.fewest_bn_values} values "
-                  f"per channel (fewer than {FEW_BN_VALUES}); the loss is nearly kinked there, so this step's "
-                  "product is computed by forward_mode", stacklevel=3)
-    return True
 
 
 def _finite_difference_hvp(core, criterion, weight_batch, weights: dict, z_names, z, fd_eps,
