@@ -30,7 +30,9 @@ def warp_image(image: np.ndarray, mat: np.ndarray, input_size) -> np.ndarray:
 
     Output pixel (x, y) (centre at integer coordinates) reads the image at inv(mat) @ (x, y, 1), also in
     centre-at-integer coordinates; samples outside the image blend with zeros. Returns float32 HxWxC in the
-    image's value range (no rounding).
+    image's value range (no rounding): the float32 image values, blended in float64. The blend runs on
+    channel planes gathered with `np.take` from the flat padded image (the result is a view of a CxHxW
+    array), which `normalize_image` turns back into planes without a strided copy.
     """
     out_w, out_h = int(input_size[0]), int(input_size[1])
     inv = invert_affine(mat)
@@ -38,24 +40,33 @@ def warp_image(image: np.ndarray, mat: np.ndarray, input_size) -> np.ndarray:
     sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
     sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
     x0, y0 = np.floor(sx), np.floor(sy)
-    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
-    h, w = image.shape[:2]
-    padded = np.zeros((h + 2, w + 2, image.shape[2]), dtype=np.float32)
+    h, w, c = image.shape
+    # uint8 values are exact in float64; any other image is read as float32, as the network will see it
+    padded = np.zeros((h + 2, w + 2, c), dtype=np.uint8 if image.dtype == np.uint8 else np.float32)
     padded[1:-1, 1:-1] = image
+    flat = padded.reshape(-1)
     # padded index = image index + 1; anything beyond the border reads the zero frame
     xa = np.clip(x0 + 1, 0, w + 1).astype(np.intp)
     xb = np.clip(x0 + 2, 0, w + 1).astype(np.intp)
-    ya = np.clip(y0 + 1, 0, h + 1).astype(np.intp)
-    yb = np.clip(y0 + 2, 0, h + 1).astype(np.intp)
-    top = padded[ya, xa] * (1 - fx) + padded[ya, xb] * fx
-    bottom = padded[yb, xa] * (1 - fx) + padded[yb, xb] * fx
-    out = top * (1 - fy) + bottom * fy
-    return out.astype(np.float32)
+    ya = np.clip(y0 + 1, 0, h + 1).astype(np.intp) * (w + 2)
+    yb = np.clip(y0 + 2, 0, h + 1).astype(np.intp) * (w + 2)
+    channel = np.arange(c, dtype=np.intp)[:, None, None]
+
+    def corner(row, col):  # [C, out_h, out_w] float64
+        return np.take(flat, (row + col) * c + channel).astype(np.float64)
+
+    fx, fy = sx - x0, sy - y0
+    gx, gy = 1 - fx, 1 - fy
+    top = corner(ya, xa) * gx + corner(ya, xb) * fx
+    bottom = corner(yb, xa) * gx + corner(yb, xb) * fx
+    return (top * gy + bottom * fy).astype(np.float32).transpose(1, 2, 0)
 
 
 def normalize_image(crop: np.ndarray) -> np.ndarray:
     """HxWx3 RGB in [0, 255] -> 3xHxW float32, ImageNet mean/std normalised."""
-    return np.ascontiguousarray(((crop / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1), dtype=np.float32)
+    planes = crop.transpose(2, 0, 1)
+    return np.ascontiguousarray((planes / 255.0 - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None],
+                                dtype=np.float32)
 
 
 def sample_augmentation(aug: dict, rng=np.random) -> dict:
