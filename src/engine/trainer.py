@@ -19,6 +19,7 @@ from src.config.loader import save_config
 from src.engine.checkpoint import load_state_checked, save_checkpoint
 from src.engine.hooks import default_hooks
 from src.engine.pose_task import build_task
+from src.engine.prefetch import Prefetcher
 from src.engine.run_log import RunLog
 from src.network_factory.from_genotype import build_from_genotype
 from src.search.base import NonFiniteError
@@ -224,29 +225,34 @@ class Trainer:
         arch_active = epoch >= cfg.SEARCH.WARMUP_EPOCHS
         self.strategy.set_epoch(epoch)
         n_iter = self.iters_per_epoch()
-        iters = zip(*self.loaders)
         # progress bars on a terminal only (None: tqdm's own check), so that logs and errors stay plain lines
         bar = tqdm(range(n_iter), desc=f"epoch {epoch}", disable=None if self.main else True, mininterval=2.0,
                    leave=False)
-        for it in bar:
-            lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
-            self.batches = [to_device(b, self.device) for b in next(iters)]
-            stats = {}
-            for hook in self.hooks:
-                stats.update(hook.before_step(epoch, it, n_iter))
-            stats.update(self.strategy.step(self.batches[0], self.batches[1] if len(self.batches) > 1 else None,
-                                            arch_active=arch_active))
-            self.step += 1
-            self.scheduler.step()
-            for hook in self.hooks:
-                stats.update(hook.after_step(epoch, it, n_iter, stats))
-            bar.set_postfix(loss=f"{stats['loss']:.5f}", refresh=False)
-            if self.step % cfg.PRINT_FREQ == 0 or it == n_iter - 1:
-                self.log.scalars({"epoch": epoch, "lr": lr, **stats}, self.step)
-                self.log.info(f"epoch {epoch} iter {it + 1}/{n_iter} " +
-                              " ".join(f"{k} {v:.5g}" for k, v in stats.items()))
-            if self.stop_reason:
-                break
+        # the next batch loads in a background thread during each step (same batches, same RNG draws)
+        with Prefetcher(zip(*self.loaders), n_iter) as batches:
+            for it in bar:
+                stats = self._train_step(epoch, it, n_iter, next(batches), arch_active)
+                bar.set_postfix(loss=f"{stats['loss']:.5f}", refresh=False)
+                if self.stop_reason:
+                    break
+
+    def _train_step(self, epoch: int, it: int, n_iter: int, batches, arch_active: bool) -> dict:
+        lr = self.strategy.weight_optimizer.param_groups[0]["lr"]
+        self.batches = [to_device(b, self.device) for b in batches]
+        stats = {}
+        for hook in self.hooks:
+            stats.update(hook.before_step(epoch, it, n_iter))
+        stats.update(self.strategy.step(self.batches[0], self.batches[1] if len(self.batches) > 1 else None,
+                                        arch_active=arch_active))
+        self.step += 1
+        self.scheduler.step()
+        for hook in self.hooks:
+            stats.update(hook.after_step(epoch, it, n_iter, stats))
+        if self.step % self.cfg.PRINT_FREQ == 0 or it == n_iter - 1:
+            self.log.scalars({"epoch": epoch, "lr": lr, **stats}, self.step)
+            self.log.info(f"epoch {epoch} iter {it + 1}/{n_iter} " +
+                          " ".join(f"{k} {v:.5g}" for k, v in stats.items()))
+        return stats
 
     def evaluate(self, epoch: int):
         score = None
