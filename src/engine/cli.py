@@ -5,6 +5,7 @@ import sys
 
 from src.config.loader import ConfigError, load_config
 from src.search.base import NonFiniteError
+from src.utils.malloc import keep_freed_memory
 
 
 def _message(exc: BaseException) -> str:
@@ -31,6 +32,7 @@ def _fail(exc: BaseException, code: int) -> int:
 def run_cli(main, argv=None) -> int:
     """Call `main(argv)`; config errors exit 2, other bad input (files, data, checkpoints) and a non-finite
     loss (the last good checkpoint is kept) exit 1."""
+    keep_freed_memory()
     try:
         return main(argv) or 0
     except ConfigError as exc:
