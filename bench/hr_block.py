@@ -30,6 +30,7 @@ from src.architecture.hr.inverted_residual import InvertedResidual
 from src.config.loader import load_config
 from src.network_factory.baseline import BasicBlock
 from src.network_factory.registry import build_model
+from src.utils.malloc import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", default="configs/synthetic_hrnas_cpu.yaml", help="HR-NAS config (MODEL.HR, input size)")
     p.add_argument("--no-model", action="store_true", help="skip the whole-model comparison")
     args = p.parse_args(argv)
+    keep_freed_memory()  # the allocator settings of train.py
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = load_config(args.cfg if Path(args.cfg).is_file() else str(ROOT / args.cfg))

@@ -53,7 +53,9 @@ def _worker(spec: dict) -> dict:
     from src.engine.trainer import place
     from src.network_factory.registry import build_model
     from src.search.strategies import build_strategy
+    from src.utils.malloc import keep_freed_memory
 
+    keep_freed_memory()  # the allocator settings of train.py
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     strategy, *overrides = spec["strategy"].split("+")
