@@ -185,6 +185,9 @@ def test_masks_survive_a_shrink_or_are_reset(keep):
         with torch.no_grad():
             torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-5)  # exact: masks sliced with weights
         assert 0 < sum(int((~m.weight_mask.bool()).sum()) for _, m in p.modules) < masked_before
+        model.to(memory_format=torch.channels_last)  # as the trainer re-places the shrunk network (masks too)
+        stats = p.step(0.2, ScoreContext(model))  # the next gradual step after the shrink
+        assert stats["kept"] == round(0.2 * stats["total"]) and density(model) == stats["density"]
     else:
         assert masks_of(model) == {}
 

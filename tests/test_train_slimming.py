@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from src.config.loader import load_config
@@ -45,3 +46,32 @@ def test_flops_target_run_on_the_synthetic_set_ends_within_10_percent(tiny_synth
     slimmer = trainer.slimmer
     assert slimmer.flops < slimmer.supernet_flops
     assert abs(slimmer.flops - slimmer.target) <= 0.1 * slimmer.target
+
+
+@pytest.mark.slow
+def test_resume_across_a_shrink_is_exact_with_a_ticket_and_a_flops_target(tiny_synthetic, tmp_path):
+    """The resumed run rebuilds the shrunk network; the slimmer keeps the supernet's penalty normaliser and
+    FLOPs target from the checkpoint (re-measuring them on the shrunk network changed the penalty)."""
+    extra = {"TRAIN.EVAL_INTERVAL": 100, "SLIM.TARGET_FLOPS": 0.8, "TICKET.METHOD": "magnitude",
+             "TICKET.TARGET_DENSITY": 0.3, "TICKET.STEPS": 3}
+
+    def run(out, epochs, resume=False):
+        trainer = make(tiny_synthetic, out, resume=resume, **{**extra, "TRAIN.EPOCHS": epochs})
+        if not resume:
+            with torch.no_grad():  # half of every channel gate dead: the first epoch ends with a shrink
+                for g in trainer.slimmer.groups:
+                    if g.kind == "channel":
+                        g.gate.data[: g.gate.numel() // 2] = 0.0
+        trainer.fit()
+        return trainer
+
+    full = run(tmp_path / "full", 4)
+    run(tmp_path / "part", 2)
+    resumed = run(tmp_path / "part", 4, resume=True)
+    assert full.slimmer.flops < full.slimmer.supernet_flops
+    assert (resumed.slimmer.supernet_flops, resumed.slimmer.target, resumed.slimmer.norm) == \
+        (full.slimmer.supernet_flops, full.slimmer.target, full.slimmer.norm)
+    a, b = full.core.state_dict(), resumed.core.state_dict()
+    assert a.keys() == b.keys() and any(k.endswith("weight_mask") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

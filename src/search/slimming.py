@@ -203,10 +203,18 @@ class Slimmer:
 
     # -- checkpoints (the architecture itself is saved as a genotype)
     def state_dict(self) -> dict:
-        return {"scale": self.scale, "rho": self.rho}
+        """rho's state and what was measured on the unshrunk supernet: a resumed run rebuilds the shrunk
+        network, whose own FLOPs would otherwise become the penalty's normaliser and the FLOPs target's base."""
+        return {"scale": self.scale, "rho": self.rho, "norm": self.norm, "supernet_flops": self.supernet_flops,
+                "target": self.target, "initial_units": dict(self.initial_units)}
 
     def load_state_dict(self, state: dict) -> None:
         self.scale, self.rho = float(state["scale"]), float(state["rho"])
+        if "norm" in state:  # checkpoints written before these were saved carry only rho's state
+            self.norm, self.supernet_flops = float(state["norm"]), float(state["supernet_flops"])
+            self.target = float(state["target"])
+            self.initial_units = {str(k): int(v) for k, v in state["initial_units"].items()}
+            self._set_weights()
 
 
 def build_slimmer(cfg, model: nn.Module) -> Optional[Slimmer]:

@@ -25,9 +25,9 @@ def global_prune(modules: Sequence[Tuple[str, nn.Module]], scores: Sequence[Tens
     mods = [m for _, m in modules]
     total = sum(weight_param(m).numel() for m in mods)
     keep = int(round(density * total))
-    for m in mods:  # every module carries a (contiguous) mask before the global step
-        if reactivate or not is_pruned(m):
-            set_mask(m, torch.ones_like(weight_param(m), dtype=torch.bool))
+    for m in mods:  # every module carries a contiguous mask (a channels_last one fails the global step's view)
+        keep_mask = is_pruned(m) and not reactivate
+        set_mask(m, mask_of(m) if keep_mask else torch.ones_like(weight_param(m), dtype=torch.bool))
     alive = sum(int(mask_of(m).sum()) for m in mods)
     amount = max(0, alive - keep)
     prune.global_unstructured([(m, "weight") for m in mods], pruning_method=prune.L1Unstructured,
