@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         block.train()
         before = under(as_before, block)
         ref, new = before(x), block(x)
-        diff = float((ref - new).abs().max())
+        diff = float((ref - new).detach().abs().max())
         conv, conv_xs = conv_block_case(block.inp, x)
         cases = {"before": (before, x), "after": (block, x),
                  **{f"conv_{k}": (conv, v) for k, v in conv_xs.items()}}
