@@ -29,6 +29,21 @@ def tiny_train_opts(root, out_dir, **extra):
     return [str(x) for kv in opts.items() for x in kv]
 
 
+def kill_half_of_the_gates(slimmer, kinds=("channel",)) -> None:
+    """Zero the first half of every slimming gate of the given kinds, so that the next shrink has work to do."""
+    with torch.no_grad():
+        for g in slimmer.groups:
+            if kinds is None or g.kind in kinds:
+                g.gate.data[: g.gate.numel() // 2] = 0.0
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two state dicts with the same keys and bit-identical tensors."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def train_on_two_gloo_ranks(worker, tmp_path, root):
     """`worker(rank, world, store, root, out)` on 2 gloo ranks (torch.multiprocessing); returns `out`, the
     folder the ranks write their results to."""

@@ -17,7 +17,7 @@ from src.engine.trainer import Trainer, place, seed_all
 from src.network_factory.from_genotype import build_from_genotype, run_fields
 from src.network_factory.registry import build_model
 from src.utils.state_dict import read_checkpoint
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kill_half_of_the_gates
 from tests.test_segmentation import CFG, tiny_opts
 
 FABRIC = {"MODEL.BACKBONE": "fabric", "MODEL.FABRIC.BACKBONE_FACTOR": 2, "MODEL.FABRIC.BACKBONE_LAYERS": 3,
@@ -71,9 +71,7 @@ def test_slimming_run_shrinks_and_its_genotype_rebuilds_and_retrains(seg_root, t
     cfg = cfg_of(seg_root, out, **SLIM)
     seed_all(cfg.SEED)
     trainer = Trainer(cfg, build_model(cfg))
-    with torch.no_grad():  # kill half of every gate so that the shrink has work to do
-        for g in trainer.slimmer.groups:
-            g.gate.data[: g.gate.numel() // 2] = 0.0
+    kill_half_of_the_gates(trainer.slimmer, kinds=None)  # every kind, so that the shrink has work to do
     flops = trainer.slimmer.flops
     trainer.fit()
     assert trainer.slimmer.flops < flops

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 from src.config.loader import load_config
-from tests.conftest import ROOT, tiny_train_opts, train_on_two_gloo_ranks
+from tests.conftest import ROOT, assert_same_state, tiny_train_opts, train_on_two_gloo_ranks
 
 CFG = str(ROOT / "configs/synthetic_baseline.yaml")
 
@@ -34,8 +34,7 @@ def test_two_gloo_ranks_train_two_steps_with_identical_weights(tiny_synthetic, t
     out = train_on_two_gloo_ranks(_worker, tmp_path, tiny_synthetic)
     a = torch.load(out / "rank0.pt", weights_only=True)
     b = torch.load(out / "rank1.pt", weights_only=True)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_state(a, b)
     assert (out / "last.pth").is_file() and not (out / "rank1").exists()
 
 

@@ -1,11 +1,10 @@
 import pytest
-import torch
 
 from src.config.loader import load_config
 from src.utils.state_dict import read_checkpoint
 from src.engine.trainer import Trainer, seed_all
 from src.network_factory.registry import build_model
-from tests.conftest import ROOT, tiny_train_opts
+from tests.conftest import ROOT, assert_same_state, kill_half_of_the_gates, tiny_train_opts
 
 CFG = str(ROOT / "configs/synthetic_hrnas_dense.yaml")
 TINY_HR = {"MODEL.HR.STEM_CHANNELS": 8, "MODEL.HR.WIDTHS": "[4, 8, 12, 16]", "MODEL.HR.LAST_CHANNEL": 8,
@@ -23,10 +22,7 @@ def test_slimming_shrinks_during_training_and_resumes_the_shrunk_network(tiny_sy
     out = tmp_path / "slim"
     trainer = make(tiny_synthetic, out)
     params_before = sum(p.numel() for p in trainer.core.parameters())
-    with torch.no_grad():  # kill half of every gate so that the first shrink has work to do
-        for g in trainer.slimmer.groups:
-            if g.kind == "channel":
-                g.gate.data[: g.gate.numel() // 2] = 0.0
+    kill_half_of_the_gates(trainer.slimmer)
     trainer.fit()
     params_after = sum(p.numel() for p in trainer.core.parameters())
     assert params_after < params_before
@@ -58,10 +54,7 @@ def test_resume_across_a_shrink_is_exact_with_a_ticket_and_a_flops_target(tiny_s
     def run(out, epochs, resume=False):
         trainer = make(tiny_synthetic, out, resume=resume, **{**extra, "TRAIN.EPOCHS": epochs})
         if not resume:
-            with torch.no_grad():  # half of every channel gate dead: the second epoch ends with a shrink
-                for g in trainer.slimmer.groups:
-                    if g.kind == "channel":
-                        g.gate.data[: g.gate.numel() // 2] = 0.0
+            kill_half_of_the_gates(trainer.slimmer)  # the second epoch ends with a shrink
         trainer.fit()
         return trainer
 
@@ -71,7 +64,6 @@ def test_resume_across_a_shrink_is_exact_with_a_ticket_and_a_flops_target(tiny_s
     assert full.slimmer.flops < full.slimmer.supernet_flops
     assert (resumed.slimmer.supernet_flops, resumed.slimmer.target, resumed.slimmer.norm) == \
         (full.slimmer.supernet_flops, full.slimmer.target, full.slimmer.norm)
-    a, b = full.core.state_dict(), resumed.core.state_dict()
-    assert a.keys() == b.keys() and any(k.endswith("weight_mask") for k in a)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    a = full.core.state_dict()
+    assert any(k.endswith("weight_mask") for k in a)
+    assert_same_state(a, resumed.core.state_dict())
