@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         with as_before():
             ref = model(x)
             model_flops = flops_of(model, x)
-        diff = float((ref - model(x)).abs().max())
+        diff = float((ref - model(x)).detach().abs().max())
         t = timed({"before": (under(as_before, model), x), "after": (model, x),
                    "native_dw": (under(no_strips, model), x), "baseline": (baseline, x)}, args.rounds)
         base_flops = flops_of(baseline, x)
