@@ -43,8 +43,7 @@ class KernelPath(nn.Module):
         return self.dw_bn.num_features
 
     def forward(self, x: Tensor) -> Tensor:
-        # in-place ReLU: a BN's output is not saved for its backward, so no copy is needed (3% of the model's
-        # forward + backward on CPU, bench/hr_block.py)
+        # in-place ReLU: a BN does not save its output for its backward, so the ReLU may overwrite it (README "Speed")
         x = torch.relu_(self.expand_bn(self.expand(x)))
         return self.project(torch.relu_(self.dw_bn(self.dw(x))))
 
