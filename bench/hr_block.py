@@ -61,6 +61,10 @@ def flops_of(fn, x: Tensor) -> int:
     return counter.get_total_flops()
 
 
+def max_abs_diff(a: Tensor, b: Tensor) -> float:
+    return float((a - b).detach().abs().max())
+
+
 def fwd_bwd(fn, x: Tensor, gy: Tensor = None) -> float:
     """Seconds of `fn(x)` and its backward: for the output gradient `gy`, or of the mean square output."""
     x = x.detach().requires_grad_()
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
         block.train()
         before = under(as_before, block)
         ref, new = before(x), block(x)
-        diff = float((ref - new).detach().abs().max())
+        diff = max_abs_diff(ref, new)
         conv, conv_xs = conv_block_case(block.inp, x)
         cases = {"before": (before, x), "after": (block, x),
                  **{f"conv_{k}": (conv, v) for k, v in conv_xs.items()}}
@@ -156,7 +160,7 @@ def main(argv=None) -> int:
         with as_before():
             ref = model(x)
             model_flops = flops_of(model, x)
-        diff = float((ref - model(x)).detach().abs().max())
+        diff = max_abs_diff(ref, model(x))
         t = timed({"before": (under(as_before, model), x), "after": (model, x),
                    "native_dw": (under(no_strips, model), x), "baseline": (baseline, x)}, args.rounds)
         base_flops = flops_of(baseline, x)

@@ -203,28 +203,6 @@ def test_first_order_arch_step_leaves_weights_and_buffers_bit_identical():
     assert stats["arch_grad_norm"] > 0 and all(p.grad is None for p in model.arch_parameters())
 
 
-@pytest.mark.parametrize("name", ["first_order_gradient", "second_order_gradient"])
-def test_bilevel_weight_update_sees_only_the_weight_batch(name):
-    """PoseNFS zeroes the weight gradients once per iteration, before its arch step, whose loss.backward() on the
-    arch batch leaves weight gradients that the weight step then adds: its weights also train on the arch split.
-    Here, with the arch frozen (arch LR 0), a bilevel step moves the weights exactly as a plain weight step."""
-    def run(bilevel):
-        model = make_model()
-        cfg = make_cfg(name)
-        cfg.SEARCH.ARCH_LR = 0.0
-        strategy = build_strategy(cfg, model, pose_mse)
-        strategy.weight_step(make_batch(0))
-        model.train()
-        if bilevel:
-            strategy.step(make_batch(1), make_batch(2))
-        else:
-            strategy.weight_step(make_batch(1))
-        return snapshot(model, "weights"), snapshot(model, "arch")
-    (w_bilevel, a_bilevel), (w_plain, a_plain) = run(True), run(False)
-    assert same(a_bilevel, a_plain)
-    assert same(w_bilevel, w_plain)
-
-
 @pytest.mark.parametrize("mode", hypergradient.MODES)
 def test_second_order_arch_part_leaves_weights_bit_identical(mode):
     """compute_hypergradient writes no weight; BN stats change only by the (training) weight-batch forward.
@@ -253,13 +231,21 @@ def test_weight_step_leaves_arch_bit_identical(name):
     assert not same(snapshot(model, "weights"), weights)
 
 
-def test_warmup_step_is_one_weight_step_on_the_weight_batch():
-    """arch_active=False: exactly the `none` weight step on the weight batch (no second update)."""
+@pytest.mark.parametrize("name,arch_active", [("second_order_gradient", False), ("first_order_gradient", True),
+                                               ("second_order_gradient", True)])
+def test_bilevel_step_updates_the_weights_on_the_weight_batch_only(name, arch_active):
+    """The weights move exactly as the `none` weight step on the weight batch: in warm-up (arch_active=False, no
+    second update), and with the arch frozen (arch LR 0) on arch-active steps. PoseNFS zeroes the weight gradients
+    once per iteration, before its arch step, whose loss.backward() on the arch batch leaves weight gradients that
+    the weight step then adds: its weights also train on the arch split."""
     plain, bilevel = make_model(), make_model()
+    cfg = make_cfg(name)
+    cfg.SEARCH.ARCH_LR = 0.0
     s_plain = build_strategy(make_cfg("none"), plain, pose_mse)
-    s_bilevel = build_strategy(make_cfg("second_order_gradient"), bilevel, pose_mse)
+    s_bilevel = build_strategy(cfg, bilevel, pose_mse)
     s_plain.step(make_batch(0))
-    s_bilevel.step(make_batch(0), make_batch(1), arch_active=False)
+    s_bilevel.step(make_batch(0), make_batch(1), arch_active=arch_active)
+    assert same(snapshot(plain, "arch"), snapshot(bilevel, "arch"))
     assert same(snapshot(plain, "weights"), snapshot(bilevel, "weights"))
 
 
