@@ -4,9 +4,9 @@ kernel, stride and dilation. Prints JSON.
     python bench/depthwise.py [--threads 2] [--rounds 7]
 
 Batch 32, 32 channels, 32x24, channels_last, the same channels-last output gradient for both (input and weight
-gradients). `DepthwiseConv2d` takes the weight gradient of a wide undilated kernel in column strips
-(src/architecture/fabric/depthwise.py); every other case is the native backward in both, which shows what the
-native backward of dilated kernels costs. The pair runs interleaved (bench/hr_block.py's `timed`: compare ratios
+gradients). `DepthwiseConv2d` takes the weight gradient of a wide undilated kernel in column strips and
+both gradients of a dilated stride-1 kernel over the dilation's phases (src/architecture/fabric/depthwise.py);
+every other case (stride 2) is the native backward in both. The pair runs interleaved (bench/hr_block.py's `timed`: compare ratios
 of one run, not times across runs); each figure is the median over `--rounds` timed rounds after a warm-up.
 """
 import argparse

@@ -9,8 +9,9 @@ grouped transposed convolution (one kernel call), the weight gradient k*k shifte
 output gradient. Double backward then costs a few kernel calls per layer, not one per channel.
 On CPU the plain backward's weight gradient of an undilated kernel wider than 3 is taken in column strips of
 width <= 3 (`_strip_weight_grad`): oneDNN's depthwise weight gradient is fast for such kernels and many times
-slower per FLOP for wider ones (bench/hr_block.py, README "Speed"). Dilated kernels keep the native gradient
-(slow too, but strips of them were not faster).
+slower per FLOP for wider ones (bench/hr_block.py, README "Speed"). oneDNN's backward of a dilated kernel is
+slower still (bench/depthwise.py), so on CPU a dilated stride-1 kernel takes both gradients as one undilated
+backward over the dilation's phases (`_phase_grads`, the space-to-batch form of a dilated convolution).
 Without any gradient to record (no_grad, eval, ONNX export) the forward is a plain grouped `F.conv2d`, the
 same kernel call the Function makes: exporters see an ordinary convolution. So is a forward with dual
 (forward-AD) tensors, which the Function has no rule for (SEARCH.HESSIAN forward_mode, src/search/forward_hvp.py).
@@ -69,6 +70,35 @@ def _strip_weight_grad(gy: Tensor, x: Tensor, weight: Tensor, stride, padding, d
     return torch.cat(strips, dim=3)
 
 
+def _phases(t: Tensor, rows: int, cols: int, top: int, left: int, dilation) -> Tensor:
+    """[N, C, H, W] zero-padded to [N, C, rows, cols] (`top` rows and `left` columns before it), then split into
+    its dilation's d_h * d_w phases (rows a + d_h * q, columns b + d_w * r), stacked phase-major along the batch:
+    [d_h * d_w * N, C, rows / d_h, cols / d_w], channels-last."""
+    (n, c, h, w), (dh, dw) = t.shape, dilation
+    padded = t.new_zeros(n, rows, cols, c)
+    padded[:, top:top + h, left:left + w] = t.permute(0, 2, 3, 1)
+    split = padded.view(n, rows // dh, dh, cols // dw, dw, c).permute(2, 4, 0, 1, 3, 5)
+    return split.reshape(dh * dw * n, rows // dh, cols // dw, c).permute(0, 3, 1, 2)
+
+
+def _phase_grads(gy: Tensor, x: Tensor, weight: Tensor, padding, dilation, need_x: bool, need_w: bool):
+    """Both gradients of a stride-1 dilated depthwise convolution from one undilated native backward. Output
+    (a + d_h q, b + d_w r) reads only padded-input rows a + d_h (q + i) and columns b + d_w (r + j): phase (a, b)
+    of the output is an undilated, padding-free convolution of phase (a, b) of the padded input. The output is
+    padded to whole phases with zero gradient, the input with zeros to match."""
+    (n, c, h, w), (kh, kw), (dh, dw) = x.shape, weight.shape[-2:], dilation
+    qh, qw = -(-gy.shape[2] // dh), -(-gy.shape[3] // dw)  # output rows, columns per phase
+    rows, cols = dh * (qh + kh - 1), dw * (qw + kw - 1)
+    gx, gw, _ = torch.ops.aten.convolution_backward(
+        _phases(gy, dh * qh, dw * qw, 0, 0, dilation), _phases(x, rows, cols, padding[0], padding[1], dilation),
+        weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], c, [need_x, need_w, False])
+    if need_x:
+        full = gx.permute(0, 2, 3, 1).reshape(dh, dw, n, rows // dh, cols // dw, c).permute(2, 3, 0, 4, 1, 5)
+        crop = full.reshape(n, rows, cols, c)[:, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
+        gx = torch.empty_like(x).copy_(crop.permute(0, 3, 1, 2))  # in x's memory format
+    return gx, gw
+
+
 def _dual(*tensors) -> bool:
     return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
@@ -86,6 +116,8 @@ class _DepthwiseConv(torch.autograd.Function):
         stride, padding, dilation = ctx.conf
         need_x, need_w = ctx.needs_input_grad[:2]
         if not torch.is_grad_enabled():  # plain backward: the native kernel (in strips for a wide one on CPU)
+            if x.device.type == "cpu" and tuple(dilation) != (1, 1) and tuple(stride) == (1, 1):
+                return (*_phase_grads(gy, x, weight, padding, dilation, need_x, need_w), None, None, None)
             strips = need_w and x.device.type == "cpu" and weight.shape[-1] > STRIP and tuple(dilation) == (1, 1)
             gx, gw, _ = torch.ops.aten.convolution_backward(
                 gy, x, weight, None, stride, padding, dilation, False, [0, 0], weight.shape[0],
