@@ -92,6 +92,13 @@ def test_malformed_genotype(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("sparsity", ["1", "1.5", "-0.1"])
+def test_ticket_controls_sparsity_outside_0_1(tmp_path, sparsity):
+    code, lines = run("tools/ticket_controls.py", "--cfg", CFG, "--out", tmp_path / "o", "--sparsity", "0.5", sparsity)
+    assert_one_line(code, lines, "--sparsity must be in [0, 1)")
+    assert not (tmp_path / "o").exists()
+
+
 def test_resume_with_a_corrupt_checkpoint_keeps_the_run(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
