@@ -1,5 +1,7 @@
 """Every bad input named in DEVELOPERS.md: a one-line error naming the thing, a non-zero exit, nothing lost."""
+import collections
 import json
+import pickle
 import subprocess
 import sys
 
@@ -29,15 +31,21 @@ def test_missing_checkpoint(tmp_path):
     assert_one_line(code, lines, "nope.pth", "not found")
 
 
-@pytest.mark.parametrize("content", [b"not a checkpoint at all", None])
+@pytest.mark.parametrize("content", ["junk", "list", "pickle", "truncated"])
 def test_checkpoint_that_is_not_a_state_dict(tmp_path, content):
     path = tmp_path / "bad.pth"
-    if content is None:
+    if content == "junk":
+        path.write_bytes(b"not a checkpoint at all")
+    elif content == "list":
         torch.save([1, 2, 3], path)  # loadable, but a list
+    elif content == "pickle":  # a plain pickle (protocol 4): torch warns on stderr before it refuses
+        path.write_bytes(pickle.dumps(collections.Counter(a=1), protocol=4))
     else:
-        path.write_bytes(content)
+        torch.save({"model": {"w": torch.zeros(8)}}, path)
+        path.write_bytes(path.read_bytes()[:100])
     code, lines = run("test.py", "--cfg", CFG, "--ckpt", path)
     assert_one_line(code, lines, "bad.pth")
+    assert "weights_only" not in lines[0]  # not torch's advice to load it unsafely
 
 
 def test_checkpoint_of_another_model(tmp_path):

@@ -1,21 +1,34 @@
 """Reading checkpoints and state dicts: one place for `torch.load(weights_only=True)`, its one-line errors, and
 the key map of modules that were renamed, so that checkpoints written before a rename still load."""
 import re
+import warnings
 from typing import Dict, Iterable
 
 import torch
 from torch import nn
 
 
+def _load_error(exc: Exception) -> str:
+    """The cause in torch.load's error, as its first sentence on one line: for a weights-only refusal the
+    unpickler's own words (torch wraps them in advice to load the file unsafely, which this project never does)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        text = "refused by the weights-only unpickler: " + cause
+    text = " ".join(text.split()).split(". ", 1)[0]
+    return text[:200] if text else type(exc).__name__
+
+
 def read_checkpoint(path: str, label: str = "checkpoint") -> dict:
     """The dict saved at `path` (a training checkpoint or a state dict); errors name `label` and the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its pickle-protocol warning would add lines to the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{label} not found: {path}") from None
     except Exception as exc:  # noqa: BLE001  (pickle, zip and weights-only errors: not a usable state dict)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{label} {path} is not a loadable state dict: {first[:200]}") from None
+        raise ValueError(f"{label} {path} is not a loadable state dict: {_load_error(exc)}") from None
     if not isinstance(state, dict):
         raise ValueError(f"{label} {path} is not a state dict (got {type(state).__name__})")
     return state
