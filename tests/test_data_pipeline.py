@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from src.architecture.limits import MAX_JOINTS
 from src.data.coco import CocoKeypoints
 from src.data.keypoint_info import (COCO_FLIP_PAIRS, COCO_KEYPOINTS, MPII_FLIP_PAIRS, MPII_KEYPOINTS,
                                     flip_pairs_from_names, flip_permutation, upper_body_ids)
@@ -192,6 +193,14 @@ def test_malformed_annotation_names_file_and_id(tmp_path):
     with pytest.raises(ValueError) as exc:
         CocoKeypoints(str(path), str(COCO_DIR))
     _one_line_error(exc, path, 442619, "bbox")
+
+
+def test_more_keypoints_than_the_limit_are_refused(tmp_path):
+    names = [f"k{i}" for i in range(MAX_JOINTS + 1)]  # a heatmap per keypoint in every sample
+    path = _write_ann(tmp_path, lambda d: d["categories"][0].update(keypoints=names))
+    with pytest.raises(ValueError) as exc:
+        CocoKeypoints(str(path), str(COCO_DIR))
+    _one_line_error(exc, path, MAX_JOINTS + 1, "MAX_JOINTS")
 
 
 def test_missing_and_corrupt_images(tmp_path):

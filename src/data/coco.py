@@ -7,6 +7,7 @@ from numbers import Real
 import numpy as np
 from pycocotools.coco import COCO
 
+from src.architecture.limits import MAX_JOINTS
 from src.data.keypoint_info import COCO_KEYPOINTS, COCO_SIGMAS, COCO_SKELETON, flip_pairs_from_names, upper_body_ids
 from src.data.topdown import TopDownDataset, load_json
 from src.utils.geometry import box_to_center_scale
@@ -67,11 +68,14 @@ class CocoKeypoints(TopDownDataset):
 
     def _keypoint_names(self) -> tuple:
         names = self.coco.cats.get(PERSON, {}).get("keypoints")
-        if names:
-            return tuple(names)
-        anns = [a for a in self.coco.dataset["annotations"] if isinstance(a, dict) and "keypoints" in a]
-        count = len(anns[0]["keypoints"]) // 3 if anns else len(COCO_KEYPOINTS)
-        return COCO_KEYPOINTS if count == len(COCO_KEYPOINTS) else tuple(f"joint_{i}" for i in range(count))
+        if not names:
+            anns = [a for a in self.coco.dataset["annotations"] if isinstance(a, dict) and "keypoints" in a]
+            count = len(anns[0]["keypoints"]) // 3 if anns else len(COCO_KEYPOINTS)
+            names = COCO_KEYPOINTS if count == len(COCO_KEYPOINTS) else tuple(f"joint_{i}" for i in range(count))
+        if len(names) > MAX_JOINTS:  # every sample would allocate a heatmap per keypoint
+            raise ValueError(f"annotation file {self.ann_file}: {len(names)} person keypoints, above {MAX_JOINTS} "
+                             "(limits.MAX_JOINTS)")
+        return tuple(names)
 
     def image_path(self, image_id: int) -> str:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
