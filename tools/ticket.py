@@ -7,20 +7,17 @@ counted per layer (src/search/tickets/report.py) at MODEL.INPUT_SIZE; `--finaliz
 weights and writes a plain state dict (`model`, and the `genotype` of a shrunk network), after checking that
 it gives the masked network's outputs on a random batch."""
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from src.config.loader import load_config  # noqa: E402
-from src.engine.checkpoint import save_checkpoint  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.engine.entry import network_for_checkpoint  # noqa: E402
-from src.search.tickets.masks import finalize, masks_of  # noqa: E402
-from src.search.tickets.report import format_report, ticket_report  # noqa: E402
-from src.utils.atomic import write_json_atomic  # noqa: E402
+from src.config.loader import load_config
+from src.engine.checkpoint import save_checkpoint
+from src.engine.cli import run_cli
+from src.engine.entry import network_for_checkpoint
+from src.search.tickets.masks import finalize, masks_of
+from src.search.tickets.report import format_report, ticket_report
+from src.utils.atomic import write_json_atomic
 
 
 def main(argv=None) -> int:

@@ -24,17 +24,15 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from src.config.loader import load_config  # noqa: E402
-from src.engine.checkpoint import load_state_checked  # noqa: E402
-from src.engine.cli import run_cli  # noqa: E402
-from src.engine.trainer import Trainer, seed_all  # noqa: E402
-from src.network_factory.registry import build_model  # noqa: E402
-from src.search.tickets.masks import masks_of, prunable_modules, set_mask  # noqa: E402
-from src.search.tickets.pruner import layer_densities, random_masks_like  # noqa: E402
-from src.utils.atomic import update_json_locked, write_text_atomic  # noqa: E402
-from src.utils.state_dict import read_checkpoint, tensor_state  # noqa: E402
+from src.config.loader import load_config
+from src.engine.checkpoint import load_state_checked
+from src.engine.cli import run_cli
+from src.engine.trainer import Trainer, seed_all
+from src.network_factory.registry import build_model
+from src.search.tickets.masks import masks_of, prunable_modules, set_mask
+from src.search.tickets.pruner import layer_densities, random_masks_like
+from src.utils.atomic import update_json_locked, write_text_atomic
+from src.utils.state_dict import read_checkpoint, tensor_state
 
 
 def parse(argv):
