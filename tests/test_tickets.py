@@ -6,11 +6,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from src.architecture.genotype.genotype import genotype_of
 from src.config.loader import load_config
+from src.data.synthetic_seg import ensure_synthetic_seg
 from src.engine.checkpoint import save_checkpoint
 from src.engine.cli import run_cli
-from src.engine.entry import train_main
+from src.engine.entry import test_main as run_test_py, train_main
 from src.engine.trainer import Trainer, seed_all
+from src.network_factory.from_genotype import run_fields
 from src.network_factory.registry import build_model
 from src.search.slimming import build_slimmer
 from src.search.tickets.masks import masks_of, prunable_modules, set_mask, weight_param
@@ -24,6 +27,7 @@ from tests.conftest import ROOT, assert_same_state, kill_half_of_the_gates, tiny
 
 BASE = str(ROOT / "configs/synthetic_baseline.yaml")
 HR = str(ROOT / "configs/synthetic_hrnas_dense.yaml")
+SEG_HR = str(ROOT / "configs/synthetic_seg_hrnas.yaml")
 TINY_HR = {"MODEL.HR.STEM_CHANNELS": 8, "MODEL.HR.WIDTHS": "[4, 8, 12, 16]", "MODEL.HR.LAST_CHANNEL": 8,
            "MODEL.HR.TRANSFORMER_TOKENS": 4, "SLIM.INTERVAL": 1, "SLIM.WARMUP_EPOCHS": 0.0,
            "SLIM.THRESHOLD": 0.05, "SLIM.TARGET_FLOPS": 0.0, "MODEL.HR.GATE_INIT": 0.1}
@@ -346,3 +350,48 @@ def test_bad_inputs_give_one_line_errors(tiny_synthetic, tmp_path, capsys):
     assert run_cli(train_main, ["--cfg", HR, "--transfer", str(tmp_path / "cls.pth"), *hr_opts]) == 1
     err = capsys.readouterr().err.strip()
     assert "incompatible backbones" in err and len(err.splitlines()) == 1
+
+
+def _shrunk_seg_ticket(path):
+    """A seg ticket on the HR supernet, pruned to density 0.3 and then shrunk by slimming (half of every channel
+    gate cut), saved as the trainer saves one: model state + the shrunk network's genotype."""
+    cfg = load_config(SEG_HR, [str(x) for kv in {**TINY_HR, "MODEL.INPUT_SIZE": "[48, 64]"}.items() for x in kv])
+    seed_all(0)
+    model = build_model(cfg)
+    slimmer = build_slimmer(cfg, model)
+    p = pruner_for(model)
+    p.step(0.3, ScoreContext(model))
+    kill_half_of_the_gates(slimmer)
+    p.before_shrink()
+    p.after_shrink(slimmer.shrink()["surgery"])
+    save_checkpoint({"model": model.state_dict(), "genotype": genotype_of(run_fields(cfg), model).to_dict()}, str(path))
+    return model
+
+
+def test_a_shrunk_ticket_transfers_on_its_shrunk_backbone(tiny_synthetic, tmp_path, capsys):
+    ticket = _shrunk_seg_ticket(tmp_path / "seg_ticket.pth")
+    want = {k: v for k, v in ticket.state_dict().items() if k.startswith("backbone.")}
+    seg_root = ensure_synthetic_seg(str(tmp_path / "seg_set"), 8, 4, 0)
+    keys = {**TINY_HR, "SLIM.METHOD": "none", "TRAIN.EPOCHS": 1}
+    for task, cfg_file, root in (("segmentation", SEG_HR, seg_root), ("pose", HR, tiny_synthetic)):
+        out = tmp_path / task  # segmentation -> segmentation (a new head), segmentation -> pose
+        opts = tiny_train_opts(root, out, **keys)
+        assert run_cli(train_main, ["--cfg", cfg_file, "--transfer", str(tmp_path / "seg_ticket.pth"), "--task", task,
+                                    *opts]) == 0
+        assert "was shrunk by slimming" in capsys.readouterr().err
+        after = read_checkpoint(str(out / "last.pth"))["model"]
+        for k, v in want.items():  # the shrunk shapes, the same masks, no weight revived
+            assert after[k].shape == v.shape, k
+            if k.endswith("weight_mask"):
+                assert torch.equal(after[k], v)
+                assert torch.count_nonzero(after[k.replace("_mask", "_orig")] * v) <= v.sum()
+        assert run_cli(run_test_py, ["--cfg", cfg_file, "--genotype", str(out / "genotype.json"), "--ckpt",
+                                   str(out / "last.pth"), *opts]) == 0
+    for cfg_file, root, extra, why in (  # a classifier; a seg model on another backbone
+            (HR, tiny_synthetic, {"MODEL.NAME": "cls", "DATASET.NUM_CLASSES": 10},
+             "transfers only to a model a genotype describes"),
+            (SEG_HR, seg_root, {"MODEL.BACKBONE": "compact_resnet"}, "incompatible backbones")):
+        opts = tiny_train_opts(root, tmp_path / "bad", **keys, **extra)
+        assert run_cli(train_main, ["--cfg", cfg_file, "--transfer", str(tmp_path / "seg_ticket.pth"), *opts]) == 1
+        err = capsys.readouterr().err.strip()
+        assert why in err and len(err.splitlines()) == 1, err

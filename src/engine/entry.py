@@ -57,6 +57,31 @@ def _fixed_masks(cfg, flag: str):
     _override(cfg, "TICKET", "METHOD", "none", f"{flag} keeps the ticket's masks fixed")
 
 
+def _on_shrunk_backbone(cfg, genotype: dict, path: str):
+    """The config's model built on the backbone of a ticket shrunk by slimming (the shape the genotype in the
+    ticket describes). Its genotype goes to OUTPUT_DIR/genotype.json: test.py rebuilds the network from it."""
+    from src.architecture.genotype.genotype import genotype_of, save_genotype
+    from src.network_factory.from_genotype import backbone_of, run_fields
+    from src.network_factory.registry import is_searchable
+    if not is_searchable(cfg.MODEL.NAME):
+        raise ValueError(f"--transfer: ticket {path} was shrunk by slimming; its backbone transfers only to a model "
+                         f"a genotype describes, not MODEL.NAME '{cfg.MODEL.NAME}'")
+    try:
+        backbone = backbone_of(genotype)
+    except ValueError as exc:
+        raise ValueError(f"--transfer: the genotype of ticket {path}: {exc}") from None
+    own = type(build_model(cfg).backbone)
+    if type(backbone) is not own:
+        raise ValueError(f"--transfer: incompatible backbones: ticket {path} has a {type(backbone).__name__}, "
+                         f"MODEL.NAME '{cfg.MODEL.NAME}' of this config a {own.__name__}")
+    model = build_model(cfg, backbone=backbone)
+    if dist_utils.is_main():
+        saved = save_genotype(genotype_of(run_fields(cfg), model), os.path.join(cfg.OUTPUT_DIR, "genotype.json"))
+        print(f"note: --transfer: ticket {path} was shrunk by slimming; this network's genotype is {saved} "
+              f"(test.py --genotype {saved})", file=sys.stderr)
+    return model
+
+
 def _ticket_model(cfg, args):
     """The model of --ticket (the ticket itself) or --transfer (the config's model, the ticket's backbone)."""
     from src.search.tickets.transfer import has_masks, transfer_backbone
@@ -66,8 +91,12 @@ def _ticket_model(cfg, args):
             raise ValueError(f"--ticket: {args.ticket} holds no masks (not a ticket)")
         _fixed_masks(cfg, "--ticket")
         return model
-    model = build_network(cfg, args.genotype)
-    n = transfer_backbone(model, tensor_state(read_checkpoint(args.transfer), args.transfer), args.transfer)
+    state = read_checkpoint(args.transfer)
+    if "genotype" in state and not args.genotype:  # shrunk by slimming: the config's model on the ticket's backbone
+        model = _on_shrunk_backbone(cfg, state["genotype"], args.transfer)
+    else:
+        model = build_network(cfg, args.genotype)
+    n = transfer_backbone(model, tensor_state(state, args.transfer), args.transfer)
     if dist_utils.is_main():
         print(f"note: --transfer took {n} backbone tensors (masks included) from {args.transfer}", file=sys.stderr)
     _fixed_masks(cfg, "--transfer")

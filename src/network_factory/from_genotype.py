@@ -84,6 +84,19 @@ def build_from_genotype(cfg, g: Union[Genotype, dict]) -> nn.Module:
     return cls.from_genotype(g, pretrained=cfg.MODEL.PRETRAINED)
 
 
+def backbone_of(g: Union[Genotype, dict]) -> nn.Module:
+    """The backbone of the network a genotype describes (a dict is parsed first), whatever its task: the
+    shape a ticket shrunk by slimming carries to another task's model (src/engine/entry.py)."""
+    g = g if isinstance(g, Genotype) else parse_genotype(g)
+    cls = genotype_model(g.model)
+    with torch.device("meta"):
+        net = cls.from_genotype(g)
+        check_size(net)
+    if not isinstance(getattr(net, "backbone", None), nn.Module):
+        raise FieldError("model", f"'{g.model}' has no backbone")
+    return cls.from_genotype(g).backbone
+
+
 def build_from_genotype_file(cfg, path: str) -> nn.Module:
     """`build_from_genotype` of a JSON file (errors name the file and field)."""
     g = load_genotype(path)

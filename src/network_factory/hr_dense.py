@@ -4,7 +4,7 @@ hr_dense: HR supernet -> every branch upsampled to 1/4 and concatenated -> one s
 block (-> MODEL.HR.LAST_CHANNEL, grouped 1x1 skip) -> ReLU -> 1x1 conv to joints (init N(0, 0.001)),
 as HR-NAS's segmentation/keypoint head. The alternative to the part-specific CNFs.
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -79,8 +79,8 @@ class HRDensePose(ModelInterface, nn.Module):
 
 
 @register_model("hr_dense", searchable=HRDensePose)
-def build_hr_dense(cfg) -> HRDensePose:
+def build_hr_dense(cfg, backbone: Optional[HRSupernet] = None) -> HRDensePose:
     hr = cfg.MODEL.HR
-    backbone = HRSupernet(**hr_supernet_kwargs(cfg))
+    backbone = HRSupernet(**hr_supernet_kwargs(cfg)) if backbone is None else backbone
     return HRDensePose.build(backbone, cfg.MODEL.NUM_JOINTS, hr.LAST_CHANNEL, hr.KERNEL_SIZES, hr.HEAD_EXPAND_RATIO,
                              hr.GATE_INIT)

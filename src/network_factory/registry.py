@@ -1,9 +1,12 @@
 """Model registry: `@register_model("name")` on a builder `fn(cfg) -> nn.Module`; `build_model(cfg)`.
+A builder of a searchable model on a backbone (seg, hr_dense) also takes `backbone=`, a module that replaces the one
+the config describes (a ticket's backbone shrunk by slimming, src/engine/entry.py).
 
 A searchable model kind (one a genotype describes) registers its class in the same line,
 `@register_model("name", searchable=ModelClass)`: `genotype_model(name)` returns that class, whose
 `from_genotype` rebuilds the derived network (src/network_factory/from_genotype.py dispatches through it).
 """
+import inspect
 from typing import Optional, Type
 
 from torch import nn
@@ -29,10 +32,16 @@ def _register_all() -> None:
     import src.network_factory.models  # noqa: F401  (registers every builder)
 
 
-def build_model(cfg) -> nn.Module:
-    """Build `cfg.MODEL.NAME` (all builder modules are imported by src.network_factory.models)."""
+def build_model(cfg, backbone: Optional[nn.Module] = None) -> nn.Module:
+    """Build `cfg.MODEL.NAME` (all builder modules are imported by src.network_factory.models), on `backbone`
+    instead of the config's when given."""
     _register_all()
-    return MODELS.get_builder(cfg.MODEL.NAME)(cfg)
+    builder = MODELS.get_builder(cfg.MODEL.NAME)
+    if backbone is None:
+        return builder(cfg)
+    if "backbone" not in inspect.signature(builder).parameters:
+        raise ValueError(f"model '{cfg.MODEL.NAME}' is not built on a backbone that can be given")
+    return builder(cfg, backbone=backbone)
 
 
 def is_searchable(name: str) -> bool:

@@ -9,7 +9,7 @@ The model owns its genotype (task "segmentation"): `genotype()` describes the ba
 "hr" section, a fabric backbone's derived fabric, or a fixed backbone's name and width) and the head
 (src/architecture/genotype/seg_head.py); `SegmentationNet.from_genotype(g)` rebuilds the network.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor, nn
 
@@ -77,8 +77,8 @@ class SegmentationNet(ModelInterface, nn.Module):
 
 
 @register_model("seg", searchable=SegmentationNet)
-def build_seg(cfg) -> SegmentationNet:
-    backbone = build_backbone(cfg)
+def build_seg(cfg, backbone: Optional[nn.Module] = None) -> SegmentationNet:
+    backbone = build_backbone(cfg) if backbone is None else backbone
     channels = cfg.MODEL.SEG_HEAD_CHANNELS or sum(backbone.out_channels)
     return SegmentationNet(backbone, DenseSegHead(backbone.out_channels, channels, cfg.DATASET.NUM_CLASSES),
                            cfg.MODEL.BACKBONE, cfg.MODEL.BACKBONE_WIDTH_MULT)
