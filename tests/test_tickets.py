@@ -385,8 +385,11 @@ def test_a_shrunk_ticket_transfers_on_its_shrunk_backbone(tiny_synthetic, tmp_pa
             if k.endswith("weight_mask"):
                 assert torch.equal(after[k], v)
                 assert torch.count_nonzero(after[k.replace("_mask", "_orig")] * v) <= v.sum()
-        assert run_cli(run_test_py, ["--cfg", cfg_file, "--genotype", str(out / "genotype.json"), "--ckpt",
-                                   str(out / "last.pth"), *opts]) == 0
+        assert run_cli(run_test_py, ["--cfg", cfg_file, "--ckpt", str(out / "last.pth"), *opts]) == 0  # its genotype
+        assert run_cli(train_main, ["--cfg", cfg_file, "--resume", *opts, "TRAIN.EPOCHS", "2"]) == 0  # rebuilt
+    opts = tiny_train_opts(seg_root, tmp_path / "retrain", **keys)  # the shrunk ticket retrained with fixed masks
+    assert run_cli(train_main, ["--cfg", SEG_HR, "--ticket", str(tmp_path / "seg_ticket.pth"), *opts]) == 0
+    assert run_cli(run_test_py, ["--cfg", SEG_HR, "--ckpt", str(tmp_path / "retrain" / "last.pth"), *opts]) == 0
     for cfg_file, root, extra, why in (  # a classifier; a seg model on another backbone
             (HR, tiny_synthetic, {"MODEL.NAME": "cls", "DATASET.NUM_CLASSES": 10},
              "transfers only to a model a genotype describes"),

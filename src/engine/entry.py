@@ -59,9 +59,8 @@ def _fixed_masks(cfg, flag: str):
 
 def _on_shrunk_backbone(cfg, genotype: dict, path: str):
     """The config's model built on the backbone of a ticket shrunk by slimming (the shape the genotype in the
-    ticket describes). Its genotype goes to OUTPUT_DIR/genotype.json: test.py rebuilds the network from it."""
-    from src.architecture.genotype.genotype import genotype_of, save_genotype
-    from src.network_factory.from_genotype import backbone_of, run_fields
+    ticket describes); its checkpoints carry its own genotype, from which test.py and --resume rebuild it."""
+    from src.network_factory.from_genotype import backbone_of
     from src.network_factory.registry import is_searchable
     if not is_searchable(cfg.MODEL.NAME):
         raise ValueError(f"--transfer: ticket {path} was shrunk by slimming; its backbone transfers only to a model "
@@ -74,33 +73,30 @@ def _on_shrunk_backbone(cfg, genotype: dict, path: str):
     if type(backbone) is not own:
         raise ValueError(f"--transfer: incompatible backbones: ticket {path} has a {type(backbone).__name__}, "
                          f"MODEL.NAME '{cfg.MODEL.NAME}' of this config a {own.__name__}")
-    model = build_model(cfg, backbone=backbone)
     if dist_utils.is_main():
-        saved = save_genotype(genotype_of(run_fields(cfg), model), os.path.join(cfg.OUTPUT_DIR, "genotype.json"))
-        print(f"note: --transfer: ticket {path} was shrunk by slimming; this network's genotype is {saved} "
-              f"(test.py --genotype {saved})", file=sys.stderr)
-    return model
+        print(f"note: --transfer: ticket {path} was shrunk by slimming: {cfg.MODEL.NAME} built on its backbone",
+              file=sys.stderr)
+    return build_model(cfg, backbone=backbone)
 
 
 def _ticket_model(cfg, args):
-    """The model of --ticket (the ticket itself) or --transfer (the config's model, the ticket's backbone)."""
+    """The model of --ticket (the ticket itself) or --transfer (the config's model, the ticket's backbone), and
+    whether it is a shrunk network no genotype file describes (its checkpoints must carry its genotype)."""
     from src.search.tickets.transfer import has_masks, transfer_backbone
     if args.ticket:
         model, state = network_for_checkpoint(cfg, args.ticket, args.genotype)
         if not has_masks(tensor_state(state, args.ticket)):
             raise ValueError(f"--ticket: {args.ticket} holds no masks (not a ticket)")
         _fixed_masks(cfg, "--ticket")
-        return model
+        return model, "genotype" in state and not args.genotype  # a shrunk ticket, rebuilt from its genotype
     state = read_checkpoint(args.transfer)
-    if "genotype" in state and not args.genotype:  # shrunk by slimming: the config's model on the ticket's backbone
-        model = _on_shrunk_backbone(cfg, state["genotype"], args.transfer)
-    else:
-        model = build_network(cfg, args.genotype)
+    shrunk = "genotype" in state and not args.genotype  # by slimming: the config's model on the ticket's backbone
+    model = _on_shrunk_backbone(cfg, state["genotype"], args.transfer) if shrunk else build_network(cfg, args.genotype)
     n = transfer_backbone(model, tensor_state(state, args.transfer), args.transfer)
     if dist_utils.is_main():
         print(f"note: --transfer took {n} backbone tensors (masks included) from {args.transfer}", file=sys.stderr)
     _fixed_masks(cfg, "--transfer")
-    return model
+    return model, shrunk
 
 
 def train_main(argv=None) -> int:
@@ -115,7 +111,8 @@ def train_main(argv=None) -> int:
     dist_utils.init_distributed(cfg.DIST.BACKEND)
     try:
         seed_all(cfg.SEED)
-        model = _ticket_model(cfg, args) if args.ticket or args.transfer else build_network(cfg, args.genotype)
+        model, store_genotype = (_ticket_model(cfg, args) if args.ticket or args.transfer
+                                 else (build_network(cfg, args.genotype), False))
         if args.genotype and not arch_parameter_names(model):  # nothing to search
             _override(cfg, "SEARCH", "STRATEGY", "none", "--genotype retrains the derived network")
         if args.inherit:
@@ -124,7 +121,8 @@ def train_main(argv=None) -> int:
         if args.param_flop and dist_utils.is_main():
             from src.engine.model_report import print_param_flop
             print_param_flop(cfg, model)
-        best = Trainer(cfg, model, resume=args.resume, show_arch_value=args.show_arch_value).fit()
+        best = Trainer(cfg, model, resume=args.resume, show_arch_value=args.show_arch_value,
+                       store_genotype=store_genotype).fit()
         if dist_utils.is_main():
             print(f"best {best:.4f}")
     finally:

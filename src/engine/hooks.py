@@ -80,12 +80,13 @@ class TimeBudgetHook(HookBase):
 
 class SlimmingHook(HookBase):
     """rho(t) before every step; shrink every SLIM.INTERVAL epochs and after the last one, then re-wrap DDP
-    and re-bind the strategy. A shrunk network's genotype goes into every checkpoint (resume rebuilds it) and,
-    after training, into genotype.json (a joint fabric search's is written by SearchExportHook instead)."""
+    and re-bind the strategy. A shrunk network's genotype goes into every checkpoint (`trainer.store_genotype`:
+    resume rebuilds it) and, after training, into genotype.json (a joint fabric search's is written by
+    SearchExportHook instead)."""
 
     def __init__(self, trainer):
         super().__init__(trainer)
-        self.slimmer, self.shrunk = trainer.slimmer, False
+        self.slimmer = trainer.slimmer
 
     def before_step(self, epoch, it, n_iter):
         return {"rho": self.slimmer.update_rho(epoch + it / n_iter)}
@@ -99,28 +100,23 @@ class SlimmingHook(HookBase):
         t.call("after_shrink", None if stats is None else stats["surgery"])
         if stats is None:
             return
-        self.shrunk = True
+        t.store_genotype = True
         t.rewrap()
         t.log.info(f"epoch {epoch} shrink: FLOPs {stats['flops_before'] / 1e6:.2f}M -> {stats['flops'] / 1e6:.2f}M; "
                    + self.slimmer.report().replace("\n", ";"))
 
     def after_train(self):
         t = self.trainer
-        if self.shrunk and t.main and not arch_parameter_names(t.core):
+        if t.store_genotype and t.main and not arch_parameter_names(t.core):
             path = save_genotype(genotype_of(run_fields(t.cfg), t.core), os.path.join(t.out_dir, "genotype.json"))
             t.log.info(f"shrunk network's genotype written to {path} (retrain: train.py --cfg CFG --genotype {path} "
                        f"--inherit {t.last_path} SLIM.METHOD none)")
 
     def state_dict(self):
-        state = {"slimmer": self.slimmer.state_dict()}
-        if self.shrunk:
-            g = genotype_of(run_fields(self.trainer.cfg), self.trainer.core)
-            state["genotype"] = g.to_dict()  # weights_only-loadable
-        return state
+        return {"slimmer": self.slimmer.state_dict()}
 
     def load_state_dict(self, state):
         self.slimmer.load_state_dict(state["slimmer"])
-        self.shrunk = "genotype" in state
 
 
 class TicketHook(HookBase):

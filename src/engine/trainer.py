@@ -15,13 +15,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src.architecture.arch_params import arch_parameter_names
+from src.architecture.genotype.genotype import genotype_of
 from src.config.loader import save_config
 from src.engine.checkpoint import load_state_checked, save_checkpoint
 from src.engine.hooks import default_hooks
 from src.engine.pose_task import build_task
 from src.engine.prefetch import Prefetcher
 from src.engine.run_log import RunLog
-from src.network_factory.from_genotype import build_from_genotype
+from src.network_factory.from_genotype import build_from_genotype, run_fields
 from src.search.base import NonFiniteError
 from src.search.slimming import build_slimmer
 from src.search.split import SplitSampler, bilevel_split
@@ -77,11 +78,13 @@ def to_device(batch, device):
 
 class Trainer:
     """Builds the data, the strategy and the hooks from the config, then `fit()`. The model is built by the
-    caller (supernet, or derived network from a genotype); a resumed checkpoint of a network shrunk by
-    slimming carries its genotype: that network is rebuilt here from it."""
+    caller (supernet, or derived network from a genotype). A network that is not the config's (`store_genotype`:
+    shrunk by slimming, or built on a transferred ticket's shrunk backbone) puts its genotype in every checkpoint;
+    a resumed checkpoint that carries one is rebuilt here from it."""
 
-    def __init__(self, cfg, model, *, resume=False, show_arch_value=False):
+    def __init__(self, cfg, model, *, resume=False, show_arch_value=False, store_genotype=False):
         self.cfg = cfg
+        self.store_genotype = store_genotype
         self.distributed = dist_utils.get_world_size() > 1
         self.main = dist_utils.is_main()
         self.device = pick_device(cfg)
@@ -93,11 +96,12 @@ class Trainer:
         self.last_path = os.path.join(self.out_dir, "last.pth")
         self.best_path = os.path.join(self.out_dir, "best.pth")
         resume_state = self._load_resume_state() if resume else None
-        if resume_state is not None and "genotype" in resume_state:  # shrunk by slimming: rebuild what was left
+        if resume_state is not None and "genotype" in resume_state:  # shrunk: rebuild what was left
             if arch_parameter_names(model):
                 raise ValueError(f"{self.last_path}: resuming a joint fabric + slimming search after a shrink is "
                                  "not supported; retrain from its genotype.json instead")
             model = build_from_genotype(cfg, resume_state["genotype"])
+            self.store_genotype = True
         self.core = place(cfg, model, self.device)
         self.slimmer = build_slimmer(cfg, self.core)
         self.model = self._wrap()
@@ -166,6 +170,8 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "epoch": epoch_done, "step": self.step, "best": self.best}
         for hook in self.hooks:
             state.update(hook.state_dict())
+        if self.store_genotype:
+            state["genotype"] = genotype_of(run_fields(self.cfg), self.core).to_dict()  # weights_only-loadable
         return state
 
     def save(self, epoch_done: int, path: str) -> None:
