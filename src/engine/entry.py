@@ -69,7 +69,8 @@ def _on_shrunk_backbone(cfg, genotype: dict, path: str):
         backbone = backbone_of(genotype)
     except ValueError as exc:
         raise ValueError(f"--transfer: the genotype of ticket {path}: {exc}") from None
-    own = type(build_model(cfg).backbone)
+    with torch.device("meta"):  # only its backbone's kind: nothing allocated
+        own = type(build_model(cfg).backbone)
     if type(backbone) is not own:
         raise ValueError(f"--transfer: incompatible backbones: ticket {path} has a {type(backbone).__name__}, "
                          f"MODEL.NAME '{cfg.MODEL.NAME}' of this config a {own.__name__}")
