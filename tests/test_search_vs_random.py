@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, tiny_train_opts
+from tools.search_vs_random import per_candidate, retrain_noise
 
 
 @pytest.mark.slow
@@ -28,3 +29,26 @@ def test_protocol_writes_results_and_a_rerun_skips_finished_candidates(tiny_synt
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "results.json").read_text())["results"] == results  # nothing retrained twice
+    repeated = subprocess.run(cmd[:-len(opts)] + ["--retrain-seeds", "2"] + opts, cwd=ROOT, capture_output=True, text=True)
+    assert repeated.returncode == 0, repeated.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r for r in rows if r["repeat"] == 0] == results  # only the second repeats were added
+    assert sorted(r["name"] for r in rows if r["repeat"] == 1) == sorted(r["name"] for r in results)
+    assert (out / "seed0" / "retrain_searched_rep1" / "last.pth").is_file()
+    assert "retrain noise (pooled std of one candidate's repeats, 3 candidates)" in (out / "table.md").read_text()
+
+
+def test_repeats_are_averaged_per_candidate_and_their_spread_is_the_retrain_noise():
+    rows = [{"seed": 0, "kind": "searched", "name": "searched", "ap": 0.5},  # written before repeats existed
+            {"seed": 0, "kind": "searched", "name": "searched", "repeat": 1, "ap": 0.7},
+            {"seed": 0, "kind": "random", "name": "random_0001", "repeat": 0, "ap": 0.4},
+            {"seed": 0, "kind": "random", "name": "random_0001", "repeat": 1, "ap": 0.5},
+            {"seed": 0, "kind": "random", "name": "random_0001", "repeat": 2, "ap": 0.6},
+            {"seed": 1, "kind": "none", "name": "none", "repeat": 0, "ap": 0.3}]
+    merged = per_candidate(rows)
+    assert [(c["seed"], c["name"], c["aps"]) for c in merged] == [
+        (0, "searched", [0.5, 0.7]), (0, "random_0001", [0.4, 0.5, 0.6]), (1, "none", [0.3])]
+    assert [c["ap"] for c in merged] == pytest.approx([0.6, 0.5, 0.3])
+    std, n = retrain_noise(merged)
+    assert n == 2 and std == pytest.approx(((0.02 + 0.02) / 3) ** 0.5)  # squares 0.01+0.01 and 0.01+0+0.01 over 1 + 2 dof
+    assert retrain_noise(merged[2:]) is None

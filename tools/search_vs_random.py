@@ -1,7 +1,8 @@
 """Does the search beat random architectures? Search, draw FLOPs-matched random fabrics, retrain all, test.
 
     python tools/search_vs_random.py --cfg configs/synthetic_search_demo.yaml --seeds 0 1 2 --random 5 \
-        [--retrain-epochs 10] [--inherit] [--jobs 2] [--out output/search_vs_random] [--flops-tol 0.05] [KEY VALUE ...]
+        [--retrain-epochs 10] [--inherit] [--retrain-seeds 1] [--jobs 2] [--out output/search_vs_random] \
+        [--flops-tol 0.05] [KEY VALUE ...]
 
 For every seed:
 1. `searched`: train.py --cfg CFG SEED s (the config's strategy), which ends with Prune -> genotype.json;
@@ -16,10 +17,14 @@ For every seed:
    arch values), or with --inherit from the seed's supernet checkpoint, every candidate taking the weights of
    the modules it kept (the one-shot check: cheap, since a short retrain already ranks, but the supernet's
    weights were trained under the searched arch values, which may favour the searched fabric);
-5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set).
+5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set);
+6. with --retrain-seeds K, every candidate is retrained K times, repeat k with SEED s + 1000 k (data order
+   and the initialisation of what it does not inherit), and its AP is the mean of its repeats; the spread of
+   one candidate's repeats is the protocol's retrain noise, reported beside the gaps it must resolve.
 The searches run one after another; the retrains of all seeds then run --jobs at a time. Seeds may also run
 as separate processes on the same --out (results.json is updated under a lock, keeping the others' rows).
-Writes OUT/results.json (a rerun skips finished candidates), OUT/table.md (AP mean +- std per kind,
+Writes OUT/results.json (one row per candidate and repeat; a rerun skips finished ones, so a rerun with a
+larger --retrain-seeds only adds the new repeats), OUT/table.md (AP mean +- std per kind,
 params, FLOPs, per seed, and per candidate the input strides reaching each output) and OUT/ap_vs_flops.png
 (searched fabrics highlighted).
 """
@@ -100,12 +105,15 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     return found, tried
 
 
-def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None, inherit=False):
-    """Retrains one candidate (from scratch, or from the seed's supernet with `inherit`), then test.py with
-    flip test on its last checkpoint; returns the AP."""
-    run = out / f"seed{seed}" / f"retrain_{name}"
+REPEAT_SEED_STRIDE = 1000
+
+
+def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=None, inherit=False, repeat=0):
+    """Retrains one candidate (from scratch, or from the seed's supernet with `inherit`; repeat k with SEED
+    seed + 1000 k), then test.py with flip test on its last checkpoint; returns the AP."""
+    run = out / f"seed{seed}" / (f"retrain_{name}" + (f"_rep{repeat}" if repeat else ""))
     run.mkdir(parents=True, exist_ok=True)
-    common = [*opts, "SEED", seed, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine", "OUTPUT_DIR", run]
+    common = [*opts, "SEED", seed + REPEAT_SEED_STRIDE * repeat, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine", "OUTPUT_DIR", run]
     if not finished(run, epochs):
         supernet = ["--inherit", out / f"seed{seed}" / "search" / "last.pth"] if inherit else []
         run_script(["train.py", "--cfg", cfg_file, "--genotype", genotype, *supernet, *common, "TRAIN.EPOCHS", epochs,
@@ -119,14 +127,41 @@ def _read_results(path):
     return json.loads(path.read_text())["results"] if path.is_file() else []
 
 
+def _key(r):
+    """(seed, name, repeat) of a results row (rows written before repeats existed are repeat 0)."""
+    return r["seed"], r["name"], r.get("repeat", 0)
+
+
 def _add_result(path, record, meta):
     """Adds `record` to the results file, keeping what other runs (other seeds, started separately on the
     same --out) wrote meanwhile; returns all results."""
     def update(current):
-        kept = [r for r in (current or {"results": []})["results"]
-                if (r["seed"], r["name"]) != (record["seed"], record["name"])]
-        return {**meta, "results": sorted(kept + [record], key=lambda r: (r["seed"], KINDS.index(r["kind"]), r["name"]))}
+        kept = [r for r in (current or {"results": []})["results"] if _key(r) != _key(record)]
+        rows = sorted(kept + [record], key=lambda r: (r["seed"], KINDS.index(r["kind"]), r["name"], _key(r)[2]))
+        return {**meta, "results": rows}
     return update_json_locked(str(path), update)["results"]
+
+
+def per_candidate(results):
+    """One row per (seed, name): its AP the mean over its repeats, `aps` the repeats' APs in repeat order."""
+    merged = {}
+    for r in sorted(results, key=_key):
+        row = merged.setdefault(r["seed"], {}).setdefault(r["name"], {**r, "aps": []})
+        row["aps"].append(r["ap"])
+    rows = [row for by_name in merged.values() for row in by_name.values()]
+    for row in rows:
+        row.pop("repeat", None)
+        row["ap"] = float(np.mean(row["aps"]))
+    return sorted(rows, key=lambda r: (r["seed"], KINDS.index(r["kind"]), r["name"]))
+
+
+def retrain_noise(candidates):
+    """Pooled std of one candidate's repeats (ddof 1) and the number of candidates with >= 2 repeats, or None."""
+    repeated = [np.asarray(c["aps"]) for c in candidates if len(c["aps"]) > 1]
+    if not repeated:
+        return None
+    dof = sum(len(a) - 1 for a in repeated)
+    return float(np.sqrt(sum(((a - a.mean()) ** 2).sum() for a in repeated) / dof)), len(repeated)
 
 
 def _input_strides(genotype_path) -> str:
@@ -137,6 +172,7 @@ def _input_strides(genotype_path) -> str:
 
 
 def write_report(results, out, meta):
+    results = per_candidate(results)
     rows = ["| kind | candidates | AP (flip) mean +- std | params (M) | GFLOPs |", "|---|---|---|---|---|"]
     for kind in KINDS:
         rs = [r for r in results if r["kind"] == kind]
@@ -155,9 +191,13 @@ def write_report(results, out, meta):
                         f"{np.mean(by['random']):.4f} (n={len(by['random'])}) | {gap:+.4f} |")
     if gaps:
         rows.append(f"\nsearched - random, averaged over seeds: {np.mean(gaps):+.4f} AP")
-    rows += ["", "| seed | kind | name | AP | GFLOPs | input strides reaching each output |", "|---|---|---|---|---|---|"]
-    rows += [f"| {r['seed']} | {r['kind']} | {r['name']} | {r['ap']:.4f} | {r['flops'] / 1e9:.4f} | "
-             f"{_input_strides(r['genotype'])} |" for r in results]
+    noise = retrain_noise(results)
+    if noise:
+        rows.append(f"retrain noise (pooled std of one candidate's repeats, {noise[1]} candidates): {noise[0]:.4f} AP")
+    rows += ["", "| seed | kind | name | AP (mean of repeats) | repeats | GFLOPs | input strides reaching each output |",
+             "|---|---|---|---|---|---|---|"]
+    rows += [f"| {r['seed']} | {r['kind']} | {r['name']} | {r['ap']:.4f} | {', '.join(f'{a:.4f}' for a in r['aps'])} | "
+             f"{r['flops'] / 1e9:.4f} | {_input_strides(r['genotype'])} |" for r in results]
     rows.append(f"\n{meta}")
     (out / "table.md").write_text("\n".join(rows) + "\n")
     import matplotlib
@@ -185,6 +225,8 @@ def main(argv=None) -> int:
     p.add_argument("--retrain-epochs", type=int, default=10, help="epochs of the one retrain recipe")
     p.add_argument("--inherit", action="store_true", help="retrain from the seed's supernet weights, not from "
                                                           "scratch (see the module docstring)")
+    p.add_argument("--retrain-seeds", type=int, default=1, help="retrains per candidate (repeat k: SEED s + 1000 k); "
+                                                                "its AP is their mean")
     p.add_argument("--flops-tol", type=float, default=0.05, help="relative FLOPs tolerance of a random draw")
     p.add_argument("--max-draws", type=int, default=2000, help="random draws tried per seed at most")
     p.add_argument("--out", default="output/search_vs_random")
@@ -203,25 +245,28 @@ def main(argv=None) -> int:
             raise ValueError(f"{results_path} holds retrains '{old.get('retrain')}', {old.get('retrain_epochs')} "
                              f"epochs; this run asks '{recipe}', {args.retrain_epochs}: use another --out")
     results = _read_results(results_path)
-    done = {(r["seed"], r["name"]) for r in results}
-    bar = tqdm(total=len(args.seeds) * (args.random + 2), desc="search vs random")
+    if args.retrain_seeds < 1:
+        raise ValueError(f"--retrain-seeds must be >= 1, got {args.retrain_seeds}")
+    done = {_key(r) for r in results}
+    bar = tqdm(total=len(args.seeds) * (args.random + 2) * args.retrain_seeds, desc="search vs random")
     shortfalls, todo, n_found = [], [], 0
     for seed in args.seeds:
         found, tried = candidates_of_seed(args.cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar)
         if len(found) - 2 < args.random:
             shortfalls.append(f"seed {seed}: only {len(found) - 2} of {tried} random draws within "
                               f"+-{args.flops_tol:.0%} FLOPs")
-        todo += [(seed, kind, name, genotype) for kind, name, genotype in found if (seed, name) not in done]
-        n_found += len(found)
+        todo += [(seed, kind, name, genotype, k) for k in range(args.retrain_seeds) for kind, name, genotype in found
+                 if (seed, name, k) not in done]
+        n_found += len(found) * args.retrain_seeds
     bar.update(n_found - len(todo))  # finished by an earlier run
 
     def retrain(job):
-        seed, kind, name, genotype = job
+        seed, kind, name, genotype, repeat = job
         ap = retrain_and_test(args.cfg, args.opts, seed, name, genotype, args.retrain_epochs, out, threads,
-                              args.inherit)
+                              args.inherit, repeat)
         params, flops = _size(load_config(args.cfg, list(args.opts) + ["SEED", str(seed)]), genotype)
-        return {"seed": seed, "kind": kind, "name": name, "genotype": str(genotype), "params": params,
-                "flops": flops, "ap": ap}
+        return {"seed": seed, "kind": kind, "name": name, "repeat": repeat, "genotype": str(genotype),
+                "params": params, "flops": flops, "ap": ap}
 
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     bar.set_description(f"retrain {len(todo)} candidates, {args.jobs} at a time")
