@@ -182,6 +182,7 @@ _C.DERIVE.BETA_TOPK = 1  # ... or among the top-k inputs of the cell
 _C.DERIVE.EDGES_TOPK = 0  # edges kept per hidden state, ranked by edge weight (EDGE_NORM, else 1) x best kept op weight (DARTS / PC-DARTS keep 2); 0 = every edge
 _C.DERIVE.SELECTION = "magnitude"  # rank ops / inputs by "magnitude" (softmaxed alpha/beta) or "perturbation" (loss increase on the arch split when each is masked; Wang et al. 2021)
 _C.DERIVE.PERTURB_BATCHES = 4  # perturbation: arch-split batches (TRAIN.BATCH_SIZE persons each, fixed by SEED) the loss is measured on
+_C.DERIVE.AVERAGE_ARCH_STEPS = 0  # 0 = derive from the arch values of the last arch step; N > 0 = the search ends by setting every arch logit to log of its softmaxed value averaged over the last N arch steps (saved in last.pth, then derived)
 
 # ---------------------------------------------------------------- slim (HR-NAS network slimming)
 _C.SLIM = CN()

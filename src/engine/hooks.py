@@ -10,6 +10,7 @@
 | `ArchMonitorHook`  | at every arch step: softmaxed alpha/beta and their mean normalised entropy to        |
 |                    | arch_values.csv / TensorBoard; every SEARCH.EIGEN_EVERY arch steps the dominant      |
 |                    | Hessian eigenvalue (collapse monitor, optional early stop); --show_arch_value tables |
+|                    | after the last epoch, with DERIVE.AVERAGE_ARCH_STEPS, the averaged arch values       |
 | `EvalCheckpointHook` | evaluation every TRAIN.EVAL_INTERVAL epochs and at the end; best.pth / last.pth    |
 | `SearchExportHook` | at the end of a search: prune -> genotype.json, renders, plots (search_outputs.py)   |
 
@@ -27,6 +28,7 @@ from typing import Dict, List
 from src.architecture.arch_params import arch_parameter_names
 from src.architecture.genotype.genotype import genotype_of, save_genotype
 from src.network_factory.from_genotype import run_fields
+from src.search.arch_average import ArchAverage
 from src.search.collapse import dominant_eigenvalue
 from src.search.tickets.scores import ScoreContext
 from src.search.tickets.ticket_pruner import build_ticket_pruner
@@ -174,6 +176,8 @@ class ArchMonitorHook(HookBase):
         s = trainer.cfg.SEARCH
         self.every, self.iters, self.stop_factor = s.EIGEN_EVERY, s.EIGEN_ITERS, s.EIGEN_STOP_FACTOR
         self.arch_steps, self.eigen, self.eigen_ref = 0, float("nan"), float("nan")
+        n = trainer.cfg.DERIVE.AVERAGE_ARCH_STEPS
+        self.average = ArchAverage(n) if n else None
 
     def after_step(self, epoch, it, n_iter, stats):
         t = self.trainer
@@ -184,6 +188,8 @@ class ArchMonitorHook(HookBase):
             if self.every > 0 and self.arch_steps % self.every == 0:
                 out.update(self._eigen())
             t.log.arch_values(t.core.arch_state(), t.step, epoch, extra=out)
+            if self.average is not None:
+                self.average.add(t.core)
         if t.show_arch_value and (t.step % t.cfg.SEARCH.SHOW_ARCH_EVERY == 0 or it == n_iter - 1):
             self.print_arch()
         return out
@@ -198,6 +204,16 @@ class ArchMonitorHook(HookBase):
                            f"the first one ({self.eigen_ref:.4g}), SEARCH.EIGEN_STOP_FACTOR")
         return {"hessian_eigenvalue": self.eigen}
 
+    def after_epoch(self, epoch):
+        """After the last epoch (before its evaluation and last.pth), the averaged arch values, if asked."""
+        t = self.trainer
+        if t.is_last_epoch and self.average is not None:
+            n = self.average.apply(t.core)
+            t.log.info(f"arch values averaged over the last {n} arch steps (DERIVE.AVERAGE_ARCH_STEPS); "
+                       f"mean normalised entropy {t.core.arch_entropy():.3f}")
+            if t.show_arch_value:
+                self.print_arch()
+
     def print_arch(self) -> None:
         t = self.trainer
         text = t.core.arch_table()
@@ -208,12 +224,17 @@ class ArchMonitorHook(HookBase):
             t.log.info("architecture values (softmax):\n" + text)
 
     def state_dict(self):
-        return {"arch_monitor": {"arch_steps": self.arch_steps, "eigen": self.eigen, "eigen_ref": self.eigen_ref}}
+        mon = {"arch_steps": self.arch_steps, "eigen": self.eigen, "eigen_ref": self.eigen_ref}
+        if self.average is not None:
+            mon["average"] = self.average.state_dict()
+        return {"arch_monitor": mon}
 
     def load_state_dict(self, state):
         mon = state.get("arch_monitor", {})
         self.arch_steps = int(mon.get("arch_steps", 0))
         self.eigen, self.eigen_ref = float(mon.get("eigen", "nan")), float(mon.get("eigen_ref", "nan"))
+        if self.average is not None:
+            self.average.load_state_dict(mon.get("average", {}))
 
 
 class EvalCheckpointHook(HookBase):

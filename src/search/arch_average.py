@@ -1,0 +1,41 @@
+"""Averaged arch values for the derivation (DERIVE.AVERAGE_ARCH_STEPS).
+
+With Adam at a large arch learning rate, softmaxed alpha and beta values keep swinging until the last arch
+step, so a derivation from the last step's values records where each swing stands at the stop. `ArchAverage`
+keeps the softmaxed values of the last N arch steps; `apply` sets every arch logit to the log of its mean
+value (a softmax of the new logits gives the mean back exactly, since each mean row sums to 1), so that
+Prune, the genotype and last.pth all see the average (Polyak averaging of the arch values).
+"""
+from collections import deque
+from typing import Dict, List
+
+import torch
+
+
+class ArchAverage:
+    def __init__(self, steps: int):
+        if steps < 1:
+            raise ValueError(f"DERIVE.AVERAGE_ARCH_STEPS must be >= 1 to average (0 = off), got {steps}")
+        self.recent: deque = deque(maxlen=steps)
+
+    def add(self, model) -> None:
+        """Records the softmaxed arch values of `model` (called after every arch step)."""
+        self.recent.append({name: torch.softmax(p.detach().double(), dim=-1).cpu()
+                            for name, p in model.named_arch_parameters()})
+
+    @torch.no_grad()
+    def apply(self, model) -> int:
+        """Sets every arch logit to log(mean softmaxed value over the recorded steps); returns their count."""
+        if not self.recent:
+            return 0
+        for name, p in model.named_arch_parameters():
+            mean = torch.stack([step[name] for step in self.recent]).mean(0)
+            p.copy_(mean.clamp_min(torch.finfo(p.dtype).tiny).log().to(p.dtype))
+        return len(self.recent)
+
+    def state_dict(self) -> Dict[str, List[Dict[str, torch.Tensor]]]:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent.clear()
+        self.recent.extend(state.get("recent", []))

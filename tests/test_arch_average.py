@@ -1,0 +1,83 @@
+"""DERIVE.AVERAGE_ARCH_STEPS: the search ends on the mean of its last N softmaxed arch values, resumably."""
+import csv
+import json
+
+import pytest
+import torch
+
+from src.config.loader import load_config
+from src.engine.search_outputs import genotype_from_checkpoint
+from src.engine.trainer import Trainer, seed_all
+from src.network_factory.registry import build_model
+from src.search.arch_average import ArchAverage
+from tests.conftest import ROOT, tiny_train_opts
+
+CFG = str(ROOT / "configs/synthetic_search_demo.yaml")
+
+
+def search_cfg(root, out, steps=2):
+    return load_config(CFG, tiny_train_opts(root, out, **{
+        "TRAIN.EPOCHS": 3, "MODEL.FABRIC.FACTOR": 2, "SEARCH.WARMUP_EPOCHS": 0, "SEARCH.EIGEN_EVERY": 0,
+        "SEARCH.ARCH_LR": 1.0, "DERIVE.AVERAGE_ARCH_STEPS": steps}))
+
+
+def test_apply_sets_logits_whose_softmax_is_the_mean_of_the_last_n_steps(tiny_synthetic, tmp_path):
+    model = build_model(search_cfg(tiny_synthetic, tmp_path))
+    average, seen = ArchAverage(2), []
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.arch_parameters():
+                p.normal_()
+        seen.append({n: torch.softmax(p.detach().double(), -1) for n, p in model.named_arch_parameters()})
+        average.add(model)
+    restored = ArchAverage(2)
+    restored.load_state_dict(average.state_dict())
+    assert restored.apply(model) == 2  # the first step fell out of the window
+    for name, p in model.named_arch_parameters():
+        expected = (seen[1][name] + seen[2][name]) / 2
+        assert torch.allclose(torch.softmax(p.detach().double(), -1), expected, atol=1e-6), name
+    with pytest.raises(ValueError, match="DERIVE.AVERAGE_ARCH_STEPS must be >= 1"):
+        ArchAverage(-1)
+
+
+@pytest.mark.slow
+def test_search_derives_from_the_average_and_a_resume_gives_the_same_average(tiny_synthetic, tmp_path):
+    cfg = search_cfg(tiny_synthetic, tmp_path / "full")
+    seed_all(cfg.SEED)
+    full = Trainer(cfg, build_model(cfg))
+    full.fit()
+    out = tmp_path / "full"
+    rows = list(csv.DictReader(open(out / "arch_values.csv")))
+    assert len(rows) == 3  # one arch step per epoch: the window (2) is shorter than the search
+    for name, p in full.core.named_arch_parameters():
+        values = torch.softmax(p.detach().double(), -1).reshape(-1)
+        idx = [",".join(map(str, i)) for i in torch.cartesian_prod(*[torch.arange(s) for s in p.shape]).reshape(
+            p.numel(), -1).tolist()]
+        mean = torch.tensor([sum(float(r[f"{name}[{i}]"]) for r in rows[-2:]) / 2 for i in idx], dtype=torch.double)
+        assert torch.allclose(values, mean, atol=1e-6), name
+    saved = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    assert len(saved["arch_monitor"]["average"]["recent"]) == 2
+    _, from_ckpt = genotype_from_checkpoint(cfg, str(out / "last.pth"), log_fn=lambda s: None)
+    assert from_ckpt.to_dict() == json.loads((out / "genotype.json").read_text())
+
+    cut_cfg = search_cfg(tiny_synthetic, tmp_path / "cut")
+    seed_all(cut_cfg.SEED)
+    cut = Trainer(cut_cfg, build_model(cut_cfg))
+    real_step, calls = cut.strategy.step, {"n": 0}
+
+    def failing_step(*args, **kwargs):  # dies in the third epoch: the resumed window holds the first two arch steps
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    cut.strategy.step = failing_step
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit()
+    seed_all(cut_cfg.SEED)
+    resumed = Trainer(cut_cfg, build_model(cut_cfg), resume=True)
+    assert resumed.start_epoch == 2
+    resumed.fit()
+    for (name, a), (_, b) in zip(full.core.named_arch_parameters(), resumed.core.named_arch_parameters()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "cut" / "genotype.json").read_text() == (out / "genotype.json").read_text()
