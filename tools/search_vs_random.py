@@ -113,7 +113,8 @@ def retrain_and_test(cfg_file, opts, seed, name, genotype, epochs, out, threads=
     seed + 1000 k), then test.py with flip test on its last checkpoint; returns the AP."""
     run = out / f"seed{seed}" / (f"retrain_{name}" + (f"_rep{repeat}" if repeat else ""))
     run.mkdir(parents=True, exist_ok=True)
-    common = [*opts, "SEED", seed + REPEAT_SEED_STRIDE * repeat, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine", "OUTPUT_DIR", run]
+    common = [*opts, "SEED", seed + REPEAT_SEED_STRIDE * repeat, "SEARCH.STRATEGY", "none", "TRAIN.LR_SCHEDULE", "cosine",
+              "OUTPUT_DIR", run]
     if not finished(run, epochs):
         supernet = ["--inherit", out / f"seed{seed}" / "search" / "last.pth"] if inherit else []
         run_script(["train.py", "--cfg", cfg_file, "--genotype", genotype, *supernet, *common, "TRAIN.EPOCHS", epochs,
