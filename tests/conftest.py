@@ -37,6 +37,22 @@ def kill_half_of_the_gates(slimmer, kinds=("channel",)) -> None:
                 g.gate.data[: g.gate.numel() // 2] = 0.0
 
 
+def fit_until_interrupted(trainer, call: int) -> None:
+    """Runs `trainer.fit()` until its strategy's `call`-th step (1-based) raises KeyboardInterrupt, as a killed
+    run would; the checkpoints written before it stay."""
+    real_step, calls = trainer.strategy.step, {"n": 0}
+
+    def failing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    trainer.strategy.step = failing_step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+
+
 def assert_same_state(a: dict, b: dict) -> None:
     """Two state dicts with the same keys and bit-identical tensors."""
     assert a.keys() == b.keys()

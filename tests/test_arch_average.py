@@ -10,7 +10,7 @@ from src.engine.search_outputs import genotype_from_checkpoint
 from src.engine.trainer import Trainer, seed_all
 from src.network_factory.registry import build_model
 from src.search.arch_average import ArchAverage
-from tests.conftest import ROOT, tiny_train_opts
+from tests.conftest import ROOT, fit_until_interrupted, tiny_train_opts
 
 CFG = str(ROOT / "configs/synthetic_search_demo.yaml")
 
@@ -62,18 +62,8 @@ def test_search_derives_from_the_average_and_a_resume_gives_the_same_average(tin
 
     cut_cfg = search_cfg(tiny_synthetic, tmp_path / "cut")
     seed_all(cut_cfg.SEED)
-    cut = Trainer(cut_cfg, build_model(cut_cfg))
-    real_step, calls = cut.strategy.step, {"n": 0}
-
-    def failing_step(*args, **kwargs):  # dies in the third epoch: the resumed window holds the first two arch steps
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    cut.strategy.step = failing_step
-    with pytest.raises(KeyboardInterrupt):
-        cut.fit()
+    # dies in the third epoch: the resumed window holds the first two arch steps
+    fit_until_interrupted(Trainer(cut_cfg, build_model(cut_cfg)), 3)
     seed_all(cut_cfg.SEED)
     resumed = Trainer(cut_cfg, build_model(cut_cfg), resume=True)
     assert resumed.start_epoch == 2

@@ -1,10 +1,9 @@
-import pytest
 import torch
 
 from src.config.loader import load_config
 from src.engine.trainer import Trainer, seed_all
 from src.network_factory.registry import build_model
-from tests.conftest import ROOT, tiny_train_opts
+from tests.conftest import ROOT, fit_until_interrupted, tiny_train_opts
 
 CFG = str(ROOT / "configs/synthetic_baseline.yaml")
 
@@ -20,18 +19,7 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_synthetic, tmp_pat
     full.fit()
     reference = {k: v.clone() for k, v in full.core.state_dict().items()}
 
-    interrupted = make_trainer(tiny_synthetic, tmp_path / "cut")
-    real_step, calls = interrupted.strategy.step, {"n": 0}
-
-    def failing_step(*args, **kwargs):  # dies in the middle of the second epoch
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    interrupted.strategy.step = failing_step
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
+    fit_until_interrupted(make_trainer(tiny_synthetic, tmp_path / "cut"), 3)  # dies in the middle of the second epoch
     resumed = make_trainer(tiny_synthetic, tmp_path / "cut", resume=True)
     assert resumed.start_epoch == 1
     resumed.fit()
