@@ -187,9 +187,10 @@ class ArchMonitorHook(HookBase):
             out["arch_entropy"] = t.core.arch_entropy()
             if self.every > 0 and self.arch_steps % self.every == 0:
                 out.update(self._eigen())
-            t.log.arch_values(t.core.arch_state(), t.step, epoch, extra=out)
+            state = t.core.arch_state()
+            t.log.arch_values(state, t.step, epoch, extra=out)
             if self.average is not None:
-                self.average.add(t.core)
+                self.average.add(state)
         if t.show_arch_value and (t.step % t.cfg.SEARCH.SHOW_ARCH_EVERY == 0 or it == n_iter - 1):
             self.print_arch()
         return out

@@ -18,10 +18,10 @@ class ArchAverage:
             raise ValueError(f"DERIVE.AVERAGE_ARCH_STEPS must be >= 1 to average (0 = off), got {steps}")
         self.recent: deque = deque(maxlen=steps)
 
-    def add(self, model) -> None:
-        """Records the softmaxed arch values of `model` (called after every arch step)."""
-        self.recent.append({name: torch.softmax(p.detach().double(), dim=-1).cpu()
-                            for name, p in model.named_arch_parameters()})
+    def add(self, arch_state: Dict[str, list]) -> None:
+        """Records one arch step's softmaxed values, as the model's `arch_state()` gives them (the snapshot the
+        arch log writes too)."""
+        self.recent.append(arch_state)
 
     @torch.no_grad()
     def apply(self, model) -> int:
@@ -29,11 +29,11 @@ class ArchAverage:
         if not self.recent:
             return 0
         for name, p in model.named_arch_parameters():
-            mean = torch.stack([step[name] for step in self.recent]).mean(0)
+            mean = torch.stack([torch.as_tensor(step[name], dtype=torch.float64) for step in self.recent]).mean(0)
             p.copy_(mean.clamp_min(torch.finfo(p.dtype).tiny).log().to(p.dtype))
         return len(self.recent)
 
-    def state_dict(self) -> Dict[str, List[Dict[str, torch.Tensor]]]:
+    def state_dict(self) -> Dict[str, List[Dict[str, list]]]:
         return {"recent": list(self.recent)}
 
     def load_state_dict(self, state: dict) -> None:
