@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, tiny_train_opts
-from tools.search_vs_random import per_candidate, retrain_noise
+from tools.search_vs_random import chance_random_matches, per_candidate, retrain_noise
 
 
 @pytest.mark.slow
@@ -26,6 +26,7 @@ def test_protocol_writes_results_and_a_rerun_skips_finished_candidates(tiny_synt
     table = (out / "table.md").read_text()
     assert "searched" in table and (out / "ap_vs_flops.png").stat().st_size > 0
     assert "| 0 | searched | searched | " in table and "input strides reaching each output" in table
+    assert " of 1 draws |" in table and "(exact over 1 combinations)" in table
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "results.json").read_text())["results"] == results  # nothing retrained twice
@@ -52,3 +53,14 @@ def test_repeats_are_averaged_per_candidate_and_their_spread_is_the_retrain_nois
     std, n = retrain_noise(merged)
     assert n == 2 and std == pytest.approx(((0.02 + 0.02) / 3) ** 0.5)  # squares 0.01+0.01 and 0.01+0+0.01 over 1 + 2 dof
     assert retrain_noise(merged[2:]) is None
+
+
+def test_chance_that_random_matches_the_search_counts_every_combination_of_draws():
+    # one draw per seed: sums 0.9, 1.1, 1.1, 1.3 against the searched sum 1.1; ties count for random
+    assert chance_random_matches([0.6, 0.5], [[0.5, 0.7], [0.4, 0.6]]) == (0.75, 4, True)
+    assert chance_random_matches([0.8, 0.7], [[0.5, 0.7], [0.4, 0.6]])[0] == 0.0
+    randoms = [[0.1, 0.4, 0.5], [0.2, 0.3], [0.6, 0.65, 0.7, 0.9]]
+    exact, combos, _ = chance_random_matches([0.4, 0.3, 0.7], randoms)
+    sampled = chance_random_matches([0.4, 0.3, 0.7], randoms, max_exact=10)
+    assert combos == 24 and exact == pytest.approx(9 / 24)  # checked by itertools.product
+    assert sampled[1:] == (24, False) and sampled[0] == pytest.approx(exact, abs=0.01)

@@ -25,8 +25,9 @@ The searches run one after another; the retrains of all seeds then run --jobs at
 as separate processes on the same --out (results.json is updated under a lock, keeping the others' rows).
 Writes OUT/results.json (one row per candidate and repeat; a rerun skips finished ones, so a rerun with a
 larger --retrain-seeds only adds the new repeats), OUT/table.md (AP mean +- std per kind,
-params, FLOPs, per seed, and per candidate the input strides reaching each output) and OUT/ap_vs_flops.png
-(searched fabrics highlighted).
+params, FLOPs, per seed (with how many random draws the searched fabric beats), the chance that the random
+protocol matches the search (`chance_random_matches`), and per candidate the input strides reaching each
+output) and OUT/ap_vs_flops.png (searched fabrics highlighted).
 """
 import argparse
 import json
@@ -165,6 +166,25 @@ def retrain_noise(candidates):
     return float(np.sqrt(sum(((a - a.mean()) ** 2).sum() for a in repeated) / dof)), len(repeated)
 
 
+def chance_random_matches(searched, randoms, max_exact=1_000_000, samples=200_000):
+    """The chance that the random protocol does at least as well as the search: pick one of each seed's random
+    draws (uniformly, independently of the other seeds) and compare the picks' mean AP with the mean AP of the
+    seeds' searched fabrics (ties count for random). `searched[i]` and `randoms[i]` are seed i's searched AP
+    and random draws' APs. This is the p-value of a permutation test of "the search is no better than a
+    random draw". Exact over all combinations when there are at most `max_exact`, else estimated from
+    `samples` seeded picks. Returns (chance, combinations, exact)."""
+    target = float(np.sum(searched)) - 1e-9
+    combinations = int(np.prod([len(r) for r in randoms]))
+    if combinations <= max_exact:
+        sums = np.zeros(1)
+        for r in randoms:
+            sums = np.add.outer(sums, np.asarray(r, dtype=float)).ravel()
+        return float(np.mean(sums >= target)), combinations, True
+    rng = np.random.default_rng(0)
+    sums = sum(rng.choice(np.asarray(r, dtype=float), samples) for r in randoms)
+    return float(np.mean(sums >= target)), combinations, False
+
+
 def _input_strides(genotype_path) -> str:
     """Per fabric output, the strides of the input maps that reach it (as in the prune report), e.g.
     "16, 32 / 32 / 4"."""
@@ -181,17 +201,24 @@ def write_report(results, out, meta):
             ap = np.array([r["ap"] for r in rs])
             rows.append(f"| {kind} | {len(rs)} | {ap.mean():.4f} +- {ap.std():.4f} | "
                         f"{np.mean([r['params'] for r in rs]) / 1e6:.3f} | {np.mean([r['flops'] for r in rs]) / 1e9:.4f} |")
-    rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random |", "|---|---|---|---|---|"]
-    gaps = []
+    rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random | searched beats |",
+             "|---|---|---|---|---|---|"]
+    gaps, paired = [], []
     for seed in sorted({r["seed"] for r in results}):
         by = {k: [r["ap"] for r in results if r["seed"] == seed and r["kind"] == k] for k in KINDS}
         if by["searched"] and by["random"]:
             gap = by["searched"][0] - float(np.mean(by["random"]))
             gaps.append(gap)
+            paired.append((by["searched"][0], by["random"]))
+            beats = sum(a < by["searched"][0] for a in by["random"])
             rows.append(f"| {seed} | {by['searched'][0]:.4f} | {by['none'][0] if by['none'] else float('nan'):.4f} | "
-                        f"{np.mean(by['random']):.4f} (n={len(by['random'])}) | {gap:+.4f} |")
+                        f"{np.mean(by['random']):.4f} (n={len(by['random'])}) | {gap:+.4f} | "
+                        f"{beats} of {len(by['random'])} draws |")
     if gaps:
         rows.append(f"\nsearched - random, averaged over seeds: {np.mean(gaps):+.4f} AP")
+        chance, combos, exact = chance_random_matches(*zip(*paired))
+        rows.append(f"chance that one random draw per seed matches the searched fabrics' mean AP: {chance:.3f} "
+                    f"({'exact over' if exact else 'sampled from'} {combos} combinations)")
     noise = retrain_noise(results)
     if noise:
         rows.append(f"retrain noise (pooled std of one candidate's repeats, {noise[1]} candidates): {noise[0]:.4f} AP")
