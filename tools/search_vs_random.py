@@ -174,14 +174,15 @@ def chance_random_matches(searched, randoms, max_exact=1_000_000, samples=200_00
     random draw". Exact over all combinations when there are at most `max_exact`, else estimated from
     `samples` seeded picks. Returns (chance, combinations, exact)."""
     target = float(np.sum(searched)) - 1e-9
+    randoms = [np.asarray(r, dtype=float) for r in randoms]
     combinations = int(np.prod([len(r) for r in randoms]))
     if combinations <= max_exact:
         sums = np.zeros(1)
         for r in randoms:
-            sums = np.add.outer(sums, np.asarray(r, dtype=float)).ravel()
+            sums = np.add.outer(sums, r).ravel()
         return float(np.mean(sums >= target)), combinations, True
     rng = np.random.default_rng(0)
-    sums = sum(rng.choice(np.asarray(r, dtype=float), samples) for r in randoms)
+    sums = sum(rng.choice(r, samples) for r in randoms)
     return float(np.mean(sums >= target)), combinations, False
 
 
@@ -203,19 +204,18 @@ def write_report(results, out, meta):
                         f"{np.mean([r['params'] for r in rs]) / 1e6:.3f} | {np.mean([r['flops'] for r in rs]) / 1e9:.4f} |")
     rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random | searched beats |",
              "|---|---|---|---|---|---|"]
-    gaps, paired = [], []
+    paired = []  # (searched AP, random APs) per seed
     for seed in sorted({r["seed"] for r in results}):
         by = {k: [r["ap"] for r in results if r["seed"] == seed and r["kind"] == k] for k in KINDS}
         if by["searched"] and by["random"]:
-            gap = by["searched"][0] - float(np.mean(by["random"]))
-            gaps.append(gap)
-            paired.append((by["searched"][0], by["random"]))
-            beats = sum(a < by["searched"][0] for a in by["random"])
-            rows.append(f"| {seed} | {by['searched'][0]:.4f} | {by['none'][0] if by['none'] else float('nan'):.4f} | "
-                        f"{np.mean(by['random']):.4f} (n={len(by['random'])}) | {gap:+.4f} | "
-                        f"{beats} of {len(by['random'])} draws |")
-    if gaps:
-        rows.append(f"\nsearched - random, averaged over seeds: {np.mean(gaps):+.4f} AP")
+            searched, randoms = by["searched"][0], by["random"]
+            paired.append((searched, randoms))
+            rows.append(f"| {seed} | {searched:.4f} | {by['none'][0] if by['none'] else float('nan'):.4f} | "
+                        f"{np.mean(randoms):.4f} (n={len(randoms)}) | {searched - np.mean(randoms):+.4f} | "
+                        f"{sum(a < searched for a in randoms)} of {len(randoms)} draws |")
+    if paired:
+        gap = np.mean([searched - np.mean(randoms) for searched, randoms in paired])
+        rows.append(f"\nsearched - random, averaged over seeds: {gap:+.4f} AP")
         chance, combos, exact = chance_random_matches(*zip(*paired))
         rows.append(f"chance that one random draw per seed matches the searched fabrics' mean AP: {chance:.3f} "
                     f"({'exact over' if exact else 'sampled from'} {combos} combinations)")
