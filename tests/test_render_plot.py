@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from src.architecture.genotype.genotype import load_genotype
-from src.architecture.visual.arch_plot import plot_arch_csv, read_arch_csv
+from src.architecture.visual.arch_plot import averaged_span, plot_arch_csv, read_arch_csv
 from src.architecture.visual.render import render_genotype
 from src.config.loader import save_config
 from src.engine.model_report import compare_models, print_param_flop
@@ -107,6 +107,22 @@ def test_plot_tool_writes_a_png_from_a_small_csv(tmp_path):
         plot_arch_csv(str(tmp_path / "empty.csv"), str(tmp_path / "x.png"))
     with pytest.raises(FileNotFoundError, match="nope"):
         plot_arch_csv(str(tmp_path / "nope.csv"), str(tmp_path / "x.png"))
+
+
+def test_plot_shades_the_arch_steps_averaged_for_prune(tmp_path):
+    assert averaged_span([1, 2, 3, 4, 5, 6], 3) == (4, 6)
+    assert averaged_span([1, 2, 3], 31) == (1, 3)  # a run shorter than the window averages every step
+    assert averaged_span([1, 2, 3], 0) is None and averaged_span([], 3) is None
+    header = ["step", "epoch"] + [f"parts.0.fabric.alpha[0,{j}]" for j in range(2)]
+    _write_csv(tmp_path / "arch_values.csv", [header] + [[s, 0, 0.5, 0.5] for s in range(1, 7)])
+    plain = mpimg.imread(plot_arch_csv(str(tmp_path / "arch_values.csv"), str(tmp_path / "plain.png")))
+    cfg = tiny_cfg()
+    cfg.DERIVE.AVERAGE_ARCH_STEPS = 3
+    save_config(cfg, str(tmp_path / "config.yaml"))
+    from tools.plot_arch_values import main as plot_main
+    assert plot_main(["--run", str(tmp_path)]) == 0
+    shaded = mpimg.imread(tmp_path / "arch_values.png")
+    assert shaded.shape == plain.shape and (shaded != plain).any()
 
 
 def test_export_search_results_writes_every_output(tmp_path):

@@ -52,7 +52,7 @@ def train_args(argv=None):
     p = argparse.ArgumentParser(description="Train a network or search an architecture.")
     _common(p)
     p.add_argument("--search", default="", help="search strategy (overrides SEARCH.STRATEGY): none, random, sync, "
-                   "first_order_gradient, second_order_gradient")
+                   "first_order_gradient, second_order_gradient, gdas, oneshot")
     p.add_argument("--show_arch_value", action="store_true", help="print softmaxed alpha/beta tables while searching")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pth exactly")
     p.add_argument("--inherit", default="", help="with --genotype: start from this supernet checkpoint's weights")

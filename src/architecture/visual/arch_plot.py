@@ -4,7 +4,9 @@ The CSV (src/engine/run_log.py) has `step`, `epoch`, then one column per softmax
 `<module>.alpha[edge,op]` or `<module>.beta[input]` (e.g. `parts.0.fabric.alpha[0,2]`,
 `parts.0.fabric.cells.L3_S0.beta[1]`). One row of panels per part (and for a searchable backbone), alpha
 left and beta right. Op names come from the run's `config.yaml` (MODEL.FABRIC.OPERATIONS /
-BACKBONE_OPERATIONS) and part names / input kinds from its `genotype.json`, when present.
+BACKBONE_OPERATIONS) and part names / input kinds from its `genotype.json`, when present. With
+DERIVE.AVERAGE_ARCH_STEPS N in the run's config, the last N arch steps (the values Prune derives from, averaged)
+are shaded in every panel.
 """
 import csv
 import json
@@ -48,14 +50,24 @@ def _group(owner: str) -> str:
     return f"parts.{m.group(1)}" if m else owner.split(".", 1)[0]
 
 
-def _run_names(run_dir: str) -> Tuple[Dict[str, List[str]], Dict[str, str], Dict[str, List[str]]]:
-    """Op names per group, group titles and input kinds per cell owner, from config.yaml / genotype.json."""
-    ops, titles, kinds = {}, {}, {}
+def averaged_span(steps: List[float], averaged: int) -> Optional[Tuple[float, float]]:
+    """(first, last) step of the last `averaged` arch steps, or None without averaging."""
+    if averaged <= 0 or not steps:
+        return None
+    return steps[-min(averaged, len(steps))], steps[-1]
+
+
+def _run_names(run_dir: str) -> Tuple[Dict[str, List[str]], Dict[str, str], Dict[str, List[str]], int]:
+    """Op names per group, group titles and input kinds per cell owner, and DERIVE.AVERAGE_ARCH_STEPS, from
+    config.yaml / genotype.json."""
+    ops, titles, kinds, averaged = {}, {}, {}, 0
     cfg_path = os.path.join(run_dir, "config.yaml")
     if os.path.isfile(cfg_path):
         import yaml
         with open(cfg_path) as f:
-            fabric = ((yaml.safe_load(f) or {}).get("MODEL") or {}).get("FABRIC") or {}
+            cfg = yaml.safe_load(f) or {}
+        fabric = (cfg.get("MODEL") or {}).get("FABRIC") or {}
+        averaged = int((cfg.get("DERIVE") or {}).get("AVERAGE_ARCH_STEPS") or 0)
         if fabric.get("OPERATIONS"):
             ops["parts"] = list(fabric["OPERATIONS"])
         if fabric.get("BACKBONE_OPERATIONS"):
@@ -69,14 +81,17 @@ def _run_names(run_dir: str) -> Tuple[Dict[str, List[str]], Dict[str, str], Dict
         for path, rec in g.get("search", {}).get("fabrics", {}).items():
             for c in rec.get("fabric", {}).get("cells", []):
                 kinds[f"{path}.cells.L{c['layer']}_S{c['scale']}"] = list(c["inputs"])
-    return ops, titles, kinds
+    return ops, titles, kinds, averaged
 
 
 def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str]]] = None,
-                  titles: Optional[Dict[str, str]] = None, kinds: Optional[Dict[str, List[str]]] = None) -> str:
-    """Write the PNG of an arch-values CSV; `ops`: op names per group prefix ("parts", "backbone")."""
+                  titles: Optional[Dict[str, str]] = None, kinds: Optional[Dict[str, List[str]]] = None,
+                  averaged: int = 0) -> str:
+    """Write the PNG of an arch-values CSV; `ops`: op names per group prefix ("parts", "backbone");
+    `averaged`: shade the last that many arch steps."""
     ops, titles, kinds = ops or {}, titles or {}, kinds or {}
     steps, cols = read_arch_csv(csv_path)
+    span = averaged_span(steps, averaged)
     groups: Dict[str, Dict[str, List[str]]] = {}
     for c in cols:
         m = _COLUMN.match(c)
@@ -106,7 +121,10 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
                     label = f"{cell}{kinds_of[i] if i < len(kinds_of) else f'input {i}'}"
                     style = dict(color=colours[owners.index(owner) % 10], linestyle=_STYLES[i % 4])
                 ax.plot(steps, cols[c], label=label.strip(), linewidth=1.2, **style)
-            ax.set_title(f"{title}: {kind} (softmax)", fontsize=10)
+            if span:
+                ax.axvspan(*span, color="0.85", zorder=0)
+            shaded = f"; shaded: the {averaged} steps averaged for Prune" if span else ""
+            ax.set_title(f"{title}: {kind} (softmax{shaded})", fontsize=10)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
             if groups[key][kind]:
@@ -124,6 +142,6 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
 
 def plot_arch_values(run_dir: str, out_path: Optional[str] = None) -> str:
     """`<run_dir>/arch_values.csv` -> `<run_dir>/arch_values.png` (or `out_path`)."""
-    ops, titles, kinds = _run_names(run_dir)
+    ops, titles, kinds, averaged = _run_names(run_dir)
     return plot_arch_csv(os.path.join(run_dir, "arch_values.csv"), out_path or os.path.join(run_dir, "arch_values.png"),
-                         ops, titles, kinds)
+                         ops, titles, kinds, averaged)
