@@ -123,7 +123,7 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
                 ax.plot(steps, cols[c], label=label.strip(), linewidth=1.2, **style)
             if span:
                 ax.axvspan(*span, color="0.85", zorder=0)
-            shaded = f"; shaded: the {averaged} steps averaged for Prune" if span else ""
+            shaded = f"; shaded: the {min(averaged, len(steps))} steps averaged for Prune" if span else ""
             ax.set_title(f"{title}: {kind} (softmax{shaded})", fontsize=10)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
