@@ -57,7 +57,7 @@ def averaged_span(steps: List[float], averaged: int) -> Optional[Tuple[float, fl
     return steps[-min(averaged, len(steps))], steps[-1]
 
 
-def _run_names(run_dir: str) -> Tuple[Dict[str, List[str]], Dict[str, str], Dict[str, List[str]], int]:
+def _run_info(run_dir: str) -> Tuple[Dict[str, List[str]], Dict[str, str], Dict[str, List[str]], int]:
     """Op names per group, group titles and input kinds per cell owner, and DERIVE.AVERAGE_ARCH_STEPS, from
     config.yaml / genotype.json."""
     ops, titles, kinds, averaged = {}, {}, {}, 0
@@ -92,6 +92,7 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
     ops, titles, kinds = ops or {}, titles or {}, kinds or {}
     steps, cols = read_arch_csv(csv_path)
     span = averaged_span(steps, averaged)
+    shaded = f"; shaded: the {min(averaged, len(steps))} steps averaged for Prune" if span else ""
     groups: Dict[str, Dict[str, List[str]]] = {}
     for c in cols:
         m = _COLUMN.match(c)
@@ -123,7 +124,6 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
                 ax.plot(steps, cols[c], label=label.strip(), linewidth=1.2, **style)
             if span:
                 ax.axvspan(*span, color="0.85", zorder=0)
-            shaded = f"; shaded: the {min(averaged, len(steps))} steps averaged for Prune" if span else ""
             ax.set_title(f"{title}: {kind} (softmax{shaded})", fontsize=10)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
@@ -142,6 +142,6 @@ def plot_arch_csv(csv_path: str, out_path: str, ops: Optional[Dict[str, List[str
 
 def plot_arch_values(run_dir: str, out_path: Optional[str] = None) -> str:
     """`<run_dir>/arch_values.csv` -> `<run_dir>/arch_values.png` (or `out_path`)."""
-    ops, titles, kinds, averaged = _run_names(run_dir)
+    ops, titles, kinds, averaged = _run_info(run_dir)
     return plot_arch_csv(os.path.join(run_dir, "arch_values.csv"), out_path or os.path.join(run_dir, "arch_values.png"),
                          ops, titles, kinds, averaged)
