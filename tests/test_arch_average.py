@@ -10,7 +10,7 @@ from src.engine.run_log import flatten_arch_state
 from src.engine.search_outputs import genotype_from_checkpoint
 from src.engine.trainer import Trainer, seed_all
 from src.network_factory.registry import build_model
-from src.search.arch_average import ArchAverage
+from src.search.arch_average import ArchAverage, recorded_average
 from tests.conftest import ROOT, fit_until_interrupted, tiny_train_opts
 
 CFG = str(ROOT / "configs/synthetic_search_demo.yaml")
@@ -41,6 +41,32 @@ def test_apply_sets_logits_whose_softmax_is_the_mean_of_the_last_n_steps(tiny_sy
         ArchAverage(-1)
 
 
+def test_recorded_average_rederives_over_a_shorter_window_of_the_checkpoint(tiny_synthetic, tmp_path):
+    model = build_model(search_cfg(tiny_synthetic, tmp_path))
+    average, seen = ArchAverage(3), []
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.arch_parameters():
+                p.normal_()
+        seen.append({n: torch.softmax(p.detach().double(), -1) for n, p in model.named_arch_parameters()})
+        average.add(model.arch_state())
+    ckpt = {"arch_monitor": {"average": average.state_dict()}}
+    for steps in (1, 2):
+        assert recorded_average(ckpt, steps, "s.pth", model).apply(model) == steps
+        for name, p in model.named_arch_parameters():
+            expected = sum(step[name] for step in seen[-steps:]) / steps
+            assert torch.allclose(torch.softmax(p.detach().double(), -1), expected, atol=1e-6), (steps, name)
+    with pytest.raises(ValueError, match="s.pth records 3 arch steps .* cannot average the last 4"):
+        recorded_average(ckpt, 4, "s.pth", model)
+    with pytest.raises(ValueError, match="s.pth records 0 arch steps"):
+        recorded_average({"model": {}}, 1, "s.pth", model)
+    first = next(iter(seen[0]))
+    broken = {"arch_monitor": {"average": {"recent": [{k: v for k, v in step.items() if k != first}
+                                                      for step in average.state_dict()["recent"]]}}}
+    with pytest.raises(ValueError, match="s.pth: its recorded arch steps do not fit"):
+        recorded_average(broken, 1, "s.pth", model)
+
+
 @pytest.mark.slow
 def test_search_derives_from_the_average_and_a_resume_gives_the_same_average(tiny_synthetic, tmp_path):
     cfg = search_cfg(tiny_synthetic, tmp_path / "full")
@@ -57,6 +83,8 @@ def test_search_derives_from_the_average_and_a_resume_gives_the_same_average(tin
     assert len(saved["arch_monitor"]["average"]["recent"]) == 2
     _, from_ckpt = genotype_from_checkpoint(cfg, str(out / "last.pth"), log_fn=lambda s: None)
     assert from_ckpt.to_dict() == json.loads((out / "genotype.json").read_text())
+    _, rederived = genotype_from_checkpoint(cfg, str(out / "last.pth"), log_fn=lambda s: None, average_steps=2)
+    assert rederived.to_dict() == from_ckpt.to_dict()  # the recorded window, averaged again
 
     cut_cfg = search_cfg(tiny_synthetic, tmp_path / "cut")
     seed_all(cut_cfg.SEED)

@@ -5,6 +5,8 @@ step, so a derivation from the last step's values records where each swing stand
 keeps the softmaxed values of the last N arch steps; `apply` sets every arch logit to the log of its mean
 value (a softmax of the new logits gives the mean back exactly, since each mean row sums to 1), so that
 Prune, the genotype and last.pth all see the average (Polyak averaging of the arch values).
+last.pth also keeps the recorded steps, so `recorded_average` re-derives a finished search over a shorter window
+(1 = the last arch step's values) without searching again.
 """
 from collections import deque
 from typing import Dict, List
@@ -39,3 +41,20 @@ class ArchAverage:
     def load_state_dict(self, state: dict) -> None:
         self.recent.clear()
         self.recent.extend(state.get("recent", []))
+
+
+def recorded_average(checkpoint: dict, steps: int, path: str, model) -> ArchAverage:
+    """The ArchAverage of the last `steps` arch steps recorded in a search checkpoint (`steps` = 1: the last arch
+    step's own values), checked against `model`'s arch parameters; errors name `path`."""
+    recent = ((checkpoint.get("arch_monitor") or {}).get("average") or {}).get("recent") or []
+    if not isinstance(recent, list) or not 1 <= steps <= len(recent):
+        raise ValueError(f"checkpoint {path} records {len(recent) if isinstance(recent, list) else 0} arch steps "
+                         f"(its search's DERIVE.AVERAGE_ARCH_STEPS); cannot average the last {steps}")
+    shapes = {name: tuple(p.shape) for name, p in model.named_arch_parameters()}
+    for step in recent[-steps:]:
+        if not isinstance(step, dict) or any(tuple(torch.as_tensor(step.get(n, [])).shape) != s
+                                             for n, s in shapes.items()):
+            raise ValueError(f"checkpoint {path}: its recorded arch steps do not fit the model's arch parameters")
+    average = ArchAverage(steps)
+    average.load_state_dict({"recent": recent})  # the window keeps the last `steps`
+    return average
