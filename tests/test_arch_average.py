@@ -22,15 +22,21 @@ def search_cfg(root, out, steps=2):
         "SEARCH.ARCH_LR": 1.0, "DERIVE.AVERAGE_ARCH_STEPS": steps}))
 
 
-def test_apply_sets_logits_whose_softmax_is_the_mean_of_the_last_n_steps(tiny_synthetic, tmp_path):
-    model = build_model(search_cfg(tiny_synthetic, tmp_path))
-    average, seen = ArchAverage(2), []
-    for _ in range(3):
+def random_arch_steps(model, steps, window):
+    """An ArchAverage(window) fed `steps` random arch states of `model`, and every step's softmaxed values."""
+    average, seen = ArchAverage(window), []
+    for _ in range(steps):
         with torch.no_grad():
             for p in model.arch_parameters():
                 p.normal_()
         seen.append({n: torch.softmax(p.detach().double(), -1) for n, p in model.named_arch_parameters()})
         average.add(model.arch_state())
+    return average, seen
+
+
+def test_apply_sets_logits_whose_softmax_is_the_mean_of_the_last_n_steps(tiny_synthetic, tmp_path):
+    model = build_model(search_cfg(tiny_synthetic, tmp_path))
+    average, seen = random_arch_steps(model, 3, window=2)
     restored = ArchAverage(2)
     restored.load_state_dict(average.state_dict())
     assert restored.apply(model) == 2  # the first step fell out of the window
@@ -43,13 +49,7 @@ def test_apply_sets_logits_whose_softmax_is_the_mean_of_the_last_n_steps(tiny_sy
 
 def test_recorded_average_rederives_over_a_shorter_window_of_the_checkpoint(tiny_synthetic, tmp_path):
     model = build_model(search_cfg(tiny_synthetic, tmp_path))
-    average, seen = ArchAverage(3), []
-    for _ in range(3):
-        with torch.no_grad():
-            for p in model.arch_parameters():
-                p.normal_()
-        seen.append({n: torch.softmax(p.detach().double(), -1) for n, p in model.named_arch_parameters()})
-        average.add(model.arch_state())
+    average, seen = random_arch_steps(model, 3, window=3)
     ckpt = {"arch_monitor": {"average": average.state_dict()}}
     for steps in (1, 2):
         assert recorded_average(ckpt, steps, "s.pth", model).apply(model) == steps
