@@ -257,11 +257,17 @@ class EvalCheckpointHook(HookBase):
 class SearchExportHook(HookBase):
     """At the end of a search (arch parameters and a strategy other than `none`): derive and export."""
 
+    def __init__(self, trainer):
+        super().__init__(trainer)
+        # imported here (heavy: graphviz, matplotlib; searches only), not at the end: an import that fails stops
+        # the run at its start, and code edited while the search runs cannot break the export at its end
+        from src.engine.search_outputs import export_search_results
+        self.export = export_search_results
+
     def after_train(self):
         t = self.trainer
         if t.main:
-            from src.engine.search_outputs import export_search_results  # heavy: graphviz, matplotlib
-            export_search_results(t.cfg, t.core, t.out_dir, log_fn=t.log.info)
+            self.export(t.cfg, t.core, t.out_dir, log_fn=t.log.info)
 
 
 def default_hooks(trainer) -> List[HookBase]:
