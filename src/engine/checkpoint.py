@@ -12,9 +12,12 @@ def save_checkpoint(state: dict, path: str) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_model_weights(model: nn.Module, path: str) -> None:
-    """Strictly load the model weights of a checkpoint; mismatches are reported in one line."""
-    load_state_checked(model, tensor_state(read_checkpoint(path), path), path)
+def load_model_weights(model: nn.Module, path: str) -> dict:
+    """Strictly load the model weights of a checkpoint; mismatches are reported in one line. Returns the whole
+    checkpoint (its other entries: arch monitor, strategy, ...)."""
+    state = read_checkpoint(path)
+    load_state_checked(model, tensor_state(state, path), path)
+    return state
 
 
 def load_state_checked(model: nn.Module, sd: dict, path: str) -> None:

@@ -19,7 +19,7 @@ from src.architecture.genotype.genotype import genotype_fabrics, save_genotype
 from src.architecture.genotype.prune import Prune
 from src.architecture.visual.arch_plot import plot_arch_values
 from src.architecture.visual.render import render_genotype
-from src.engine.checkpoint import load_state_checked
+from src.engine.checkpoint import load_model_weights
 from src.engine.model_report import compare_models
 from src.engine.pose_task import build_task
 from src.network_factory.from_genotype import run_fields
@@ -28,7 +28,6 @@ from src.search.arch_average import recorded_average
 from src.search.selection import perturbation_scores
 from src.search.split import bilevel_split
 from src.search.tickets.masks import finalize, masks_of
-from src.utils.state_dict import read_checkpoint, tensor_state
 
 
 def arch_split_batches(cfg, task, count: int, device) -> List[dict]:
@@ -73,8 +72,7 @@ def genotype_from_checkpoint(cfg, ckpt_path: str, log_fn: Callable[[str], None] 
     `average_steps` N >= 1, its arch values are the mean of the last N arch steps the checkpoint recorded
     (DERIVE.AVERAGE_ARCH_STEPS; N = 1: the last arch step's values)."""
     model = build_model(cfg)
-    state = read_checkpoint(ckpt_path)
-    load_state_checked(model, tensor_state(state, ckpt_path), ckpt_path)
+    state = load_model_weights(model, ckpt_path)
     if average_steps:
         n = recorded_average(state, average_steps, ckpt_path, model).apply(model)
         log_fn(f"arch values: the mean of the last {n} arch steps recorded in {ckpt_path}")
