@@ -61,10 +61,11 @@ def test_recorded_average_rederives_over_a_shorter_window_of_the_checkpoint(tiny
     with pytest.raises(ValueError, match="s.pth records 0 arch steps"):
         recorded_average({"model": {}}, 1, "s.pth", model)
     first = next(iter(seen[0]))
-    broken = {"arch_monitor": {"average": {"recent": [{k: v for k, v in step.items() if k != first}
-                                                      for step in average.state_dict()["recent"]]}}}
-    with pytest.raises(ValueError, match="s.pth: its recorded arch steps do not fit"):
-        recorded_average(broken, 1, "s.pth", model)
+    for broken in (lambda v: None, lambda v: "abc", lambda v: (torch.tensor(v) * float("nan")).tolist(),
+                   lambda v: (-torch.tensor(v)).tolist()):
+        steps = [{**step, first: broken(step[first])} for step in average.state_dict()["recent"]]
+        with pytest.raises(ValueError, match="s.pth: its recorded arch steps are not softmaxed values"):
+            recorded_average({"arch_monitor": {"average": {"recent": steps}}}, 1, "s.pth", model)
 
 
 @pytest.mark.slow

@@ -51,10 +51,23 @@ def recorded_average(checkpoint: dict, steps: int, path: str, model) -> ArchAver
         raise ValueError(f"checkpoint {path} records {len(recent) if isinstance(recent, list) else 0} arch steps "
                          f"(its search's DERIVE.AVERAGE_ARCH_STEPS); cannot average the last {steps}")
     shapes = {name: tuple(p.shape) for name, p in model.named_arch_parameters()}
-    for step in recent[-steps:]:
-        if not isinstance(step, dict) or any(tuple(torch.as_tensor(step.get(n, [])).shape) != s
-                                             for n, s in shapes.items()):
-            raise ValueError(f"checkpoint {path}: its recorded arch steps do not fit the model's arch parameters")
+    if not all(_is_arch_state(step, shapes) for step in recent[-steps:]):
+        raise ValueError(f"checkpoint {path}: its recorded arch steps are not softmaxed values of the model's arch "
+                         f"parameters")
     average = ArchAverage(steps)
     average.load_state_dict({"recent": recent})  # the window keeps the last `steps`
     return average
+
+
+def _is_arch_state(step, shapes: Dict[str, tuple]) -> bool:
+    """`step` holds, for every arch parameter, finite non-negative values of its shape."""
+    if not isinstance(step, dict):
+        return False
+    for name, shape in shapes.items():
+        try:
+            values = torch.as_tensor(step.get(name, []), dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        if tuple(values.shape) != shape or not bool(torch.isfinite(values).all() and (values >= 0).all()):
+            return False
+    return True
