@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, tiny_train_opts
-from tools.search_vs_random import chance_random_matches, per_candidate, retrain_noise
+from tools.search_vs_random import chance_random_matches, main, per_candidate, retrain_noise
 
 
 @pytest.mark.slow
@@ -37,6 +37,20 @@ def test_protocol_writes_results_and_a_rerun_skips_finished_candidates(tiny_synt
     assert sorted(r["name"] for r in rows if r["repeat"] == 1) == sorted(r["name"] for r in results)
     assert (out / "seed0" / "retrain_searched_rep1" / "last.pth").is_file()
     assert "retrain noise (pooled std of one candidate's repeats, 3 candidates)" in (out / "table.md").read_text()
+    last = subprocess.run(cmd[:-len(opts)] + ["--last-step"] + opts, cwd=ROOT, capture_output=True, text=True)
+    assert last.returncode == 0, last.stderr[-3000:]
+    with_last = json.loads((out / "results.json").read_text())["results"]
+    assert [r for r in with_last if r["kind"] != "laststep"] == rows  # only the last-step fabric was added
+    assert [(r["name"], r["repeat"], r["genotype"]) for r in with_last if r["kind"] == "laststep"] == [
+        ("laststep", 0, str(out / "seed0" / "laststep.json"))]
+    assert "last-step fabrics - random, averaged over 1 seeds" in (out / "table.md").read_text()
+
+
+def test_last_step_is_refused_when_the_search_does_not_average(tmp_path):
+    with pytest.raises(ValueError, match="--last-step needs .*AVERAGE_ARCH_STEPS >= 2, got 0"):
+        main(["--cfg", str(ROOT / "configs" / "synthetic_search_demo.yaml"), "--last-step", "--out", str(tmp_path / "svr"),
+              "DERIVE.AVERAGE_ARCH_STEPS", "0"])
+    assert not (tmp_path / "svr").exists()
 
 
 def test_repeats_are_averaged_per_candidate_and_their_spread_is_the_retrain_noise():

@@ -2,7 +2,7 @@
 
     python tools/search_vs_random.py --cfg configs/synthetic_search_demo.yaml --seeds 0 1 2 --random 5 \
         [--retrain-epochs 10] [--inherit] [--retrain-seeds 1] [--jobs 2] [--out output/search_vs_random] \
-        [--flops-tol 0.05] [KEY VALUE ...]
+        [--flops-tol 0.05] [--last-step] [KEY VALUE ...]
 
 For every seed:
 1. `searched`: train.py --cfg CFG SEED s (the config's strategy), which ends with Prune -> genotype.json;
@@ -17,6 +17,9 @@ For every seed:
    arch values), or with --inherit from the seed's supernet checkpoint, every candidate taking the weights of
    the modules it kept (the one-shot check: cheap, since a short retrain already ranks, but the supernet's
    weights were trained under the searched arch values, which may favour the searched fabric);
+   with --last-step, also `laststep`: the same search derived from its last arch step's values instead of the
+   mean of its last DERIVE.AVERAGE_ARCH_STEPS steps (what `tools/export_genotype.py --average-steps 1` writes),
+   retrained with the same recipe: an ablation of the averaged derivation on the same searches;
 5. test.py --flip-test on the last checkpoint (a fixed number of epochs, no choice by the test set);
 6. with --retrain-seeds K, every candidate is retrained K times, repeat k with SEED s + 1000 k (data order
    and the initialisation of what it does not inherit), and its AP is the mean of its repeats; the spread of
@@ -45,13 +48,13 @@ from src.config.loader import load_config
 from src.engine.checkpoint import load_model_weights
 from src.engine.cli import run_cli
 from src.engine.runs import finished, run_script, tested_score
-from src.engine.search_outputs import derive
+from src.engine.search_outputs import derive, genotype_from_checkpoint
 from src.network_factory.from_genotype import build_from_genotype_file
 from src.network_factory.registry import build_model
 from src.utils.atomic import update_json_locked, write_json_atomic
 from src.utils.flops import count_flops, count_params
 
-KINDS = ["searched", "none", "random"]
+KINDS = ["searched", "laststep", "none", "random"]
 
 
 def _size(cfg, genotype_path):
@@ -72,8 +75,9 @@ def _derive_with_logits(cfg, supernet_ckpt, draw, path):
     return path
 
 
-def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar):
-    """[(kind, name, genotype path)] for one seed: searched, none, and the FLOPs-matched random ones."""
+def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar, last_step=False):
+    """[(kind, name, genotype path)] for one seed: searched, (with `last_step`) laststep, none, and the
+    FLOPs-matched random ones."""
     sdir = out / f"seed{seed}"
     search_dir = sdir / "search"
     if not (search_dir / "genotype.json").is_file():
@@ -83,6 +87,11 @@ def candidates_of_seed(cfg_file, opts, seed, n_random, tol, max_draws, out, bar)
     scfg = load_config(cfg_file, list(opts) + ["SEED", str(seed)])
     ckpt = search_dir / "last.pth"
     found = [("searched", "searched", search_dir / "genotype.json")]
+    if last_step:
+        last_path = sdir / "laststep.json"
+        if not last_path.is_file():
+            save_genotype(genotype_from_checkpoint(scfg, ckpt, log_fn=lambda s: None, average_steps=1)[1], last_path)
+        found.append(("laststep", "laststep", last_path))
     none_path = sdir / "none.json"
     if not none_path.is_file():
         _derive_with_logits(scfg, ckpt, torch.zeros, none_path)
@@ -202,20 +211,30 @@ def write_report(results, out, meta):
             ap = np.array([r["ap"] for r in rs])
             rows.append(f"| {kind} | {len(rs)} | {ap.mean():.4f} +- {ap.std():.4f} | "
                         f"{np.mean([r['params'] for r in rs]) / 1e6:.3f} | {np.mean([r['flops'] for r in rs]) / 1e9:.4f} |")
-    rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random | searched beats |",
-             "|---|---|---|---|---|---|"]
-    paired = []  # (searched AP, random APs) per seed
+    last_step = any(r["kind"] == "laststep" for r in results)
+    last_cols = (" last-step AP | last-step - random |", "---|---|") if last_step else ("", "")
+    rows += ["", "| seed | searched AP | none AP | random AP (mean of n) | searched - random | searched beats |"
+             + last_cols[0], "|---|---|---|---|---|---|" + last_cols[1]]
+    paired, last_gaps = [], []  # (searched AP, random APs) per seed; last-step AP - mean random per seed
     for seed in sorted({r["seed"] for r in results}):
         by = {k: [r["ap"] for r in results if r["seed"] == seed and r["kind"] == k] for k in KINDS}
         if by["searched"] and by["random"]:
             searched, randoms = by["searched"][0], by["random"]
             paired.append((searched, randoms))
-            rows.append(f"| {seed} | {searched:.4f} | {by['none'][0] if by['none'] else float('nan'):.4f} | "
-                        f"{np.mean(randoms):.4f} (n={len(randoms)}) | {searched - np.mean(randoms):+.4f} | "
-                        f"{sum(a < searched for a in randoms)} of {len(randoms)} draws |")
+            row = (f"| {seed} | {searched:.4f} | {by['none'][0] if by['none'] else float('nan'):.4f} | "
+                   f"{np.mean(randoms):.4f} (n={len(randoms)}) | {searched - np.mean(randoms):+.4f} | "
+                   f"{sum(a < searched for a in randoms)} of {len(randoms)} draws |")
+            if by["laststep"]:
+                last_gaps.append(by["laststep"][0] - np.mean(randoms))
+                row += f" {by['laststep'][0]:.4f} | {last_gaps[-1]:+.4f} |"
+            elif last_step:
+                row += " - | - |"
+            rows.append(row)
     if paired:
         gap = np.mean([searched - np.mean(randoms) for searched, randoms in paired])
         rows.append(f"\nsearched - random, averaged over seeds: {gap:+.4f} AP")
+        if last_gaps:
+            rows.append(f"last-step fabrics - random, averaged over {len(last_gaps)} seeds: {np.mean(last_gaps):+.4f} AP")
         chance, combos, exact = chance_random_matches(*zip(*paired))
         rows.append(f"chance that one random draw per seed matches the searched fabrics' mean AP: {chance:.3f} "
                     f"({'exact over' if exact else 'sampled from'} {combos} combinations)")
@@ -233,8 +252,10 @@ def write_report(results, out, meta):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, style in (("random", dict(c="0.6", marker="o")), ("none", dict(c="tab:blue", marker="s")),
-                        ("searched", dict(c="tab:red", marker="*", s=140))):
+                        ("laststep", dict(c="tab:orange", marker="^")), ("searched", dict(c="tab:red", marker="*", s=140))):
         rs = [r for r in results if r["kind"] == kind]
+        if not rs:
+            continue
         ax.scatter([r["flops"] / 1e9 for r in rs], [r["ap"] for r in rs], label=kind, **style)
     ax.set_xlabel("GFLOPs (derived network)")
     ax.set_ylabel("AP with flip test")
@@ -260,9 +281,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="output/search_vs_random")
     p.add_argument("--jobs", type=int, default=1, help="retrains run at a time (each with cpu_count // jobs "
                                                        "threads; a run's result depends on its thread count)")
+    p.add_argument("--last-step", action="store_true", help="also retrain each search's fabric derived from its "
+                                                            "last arch step (needs DERIVE.AVERAGE_ARCH_STEPS >= 2)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = p.parse_args(argv)
-    load_config(args.cfg, args.opts)  # checks the config and the overrides up front
+    cfg = load_config(args.cfg, args.opts)  # checks the config and the overrides up front
+    if args.last_step and cfg.DERIVE.AVERAGE_ARCH_STEPS < 2:
+        raise ValueError(f"--last-step needs a search that averages its last arch steps (DERIVE.AVERAGE_ARCH_STEPS "
+                         f">= 2, got {cfg.DERIVE.AVERAGE_ARCH_STEPS}): otherwise `searched` is the last step's fabric")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
@@ -276,12 +302,14 @@ def main(argv=None) -> int:
     if args.retrain_seeds < 1:
         raise ValueError(f"--retrain-seeds must be >= 1, got {args.retrain_seeds}")
     done = {_key(r) for r in results}
-    bar = tqdm(total=len(args.seeds) * (args.random + 2) * args.retrain_seeds, desc="search vs random")
+    bar = tqdm(total=len(args.seeds) * (args.random + 2 + args.last_step) * args.retrain_seeds, desc="search vs random")
     shortfalls, todo, n_found = [], [], 0
     for seed in args.seeds:
-        found, tried = candidates_of_seed(args.cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar)
-        if len(found) - 2 < args.random:
-            shortfalls.append(f"seed {seed}: only {len(found) - 2} of {tried} random draws within "
+        found, tried = candidates_of_seed(args.cfg, args.opts, seed, args.random, args.flops_tol, args.max_draws, out, bar,
+                                          args.last_step)
+        n_random = sum(kind == "random" for kind, _, _ in found)
+        if n_random < args.random:
+            shortfalls.append(f"seed {seed}: only {n_random} of {tried} random draws within "
                               f"+-{args.flops_tol:.0%} FLOPs")
         todo += [(seed, kind, name, genotype, k) for k in range(args.retrain_seeds) for kind, name, genotype in found
                  if (seed, name, k) not in done]
